@@ -1,0 +1,16 @@
+"""dpm_lab: the companion package of the dpm-lab course on *The Principles of Diffusion Models*.
+
+    import dpm_lab as dl
+    sched = dl.VPLinear()
+    gmm = dl.datasets.eight_gaussians_mixture()
+    eps = gmm.eps(x_t, t, sched)          # exact E[eps | x_t]
+"""
+from . import datasets, gmm, grids, param, schedules, utils
+from .gmm import GaussianMixture, PointSet
+from .grids import GRIDS, time_grid
+from .param import KINDS, all_predictions, convert, error_scale, pf_ode_drift, target_coefficients, to_x0_eps
+from .schedules import (EDM, SCHEDULES, Cosine, DiscreteSchedule, RectifiedFlow, Schedule, Trig, VEGeometric,
+                        VPLinear, get_schedule)
+from .utils import as_time, check_x, choose_threads, device, expand_t, seed, setup_notebook
+
+__version__ = "0.1.0"

@@ -1,0 +1,399 @@
+"""Noise schedules (alpha_t, sigma_t) with closed-form derivatives, log-SNR and SDE coefficients.
+
+Convention (book §1, §4.5): t in [0, 1], t = 0 is data and t = 1 is noise, and
+x_t = alpha_t x0 + sigma_t eps.  From (alpha_t, sigma_t) the lemma of §4.5.2 gives the
+forward SDE dx = f(t) x dt + g(t) dw with
+
+    f(t)   = d/dt log alpha_t,
+    g^2(t) = d/dt sigma_t^2 - 2 f(t) sigma_t^2 = -2 sigma_t^2 d/dt lambda_t,
+
+where lambda_t = log(alpha_t / sigma_t) is the book's (half) log-SNR.
+
+Every schedule implements alpha, sigma, d_alpha and d_sigma2 = d(sigma^2)/dt in closed
+form; the rest is derived here once.  Quantities that are infinite at an end point
+(d_sigma at sigma = 0, f at alpha = 0) raise a ValueError there instead of returning inf/NaN;
+lambda is +inf where sigma = 0 and -inf where alpha = 0 (the extended-real limit).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .utils import Time, as_time, check_choice
+
+__all__ = ["Schedule", "VPLinear", "Cosine", "VEGeometric", "EDM", "RectifiedFlow", "Trig",
+           "DiscreteSchedule", "get_schedule", "SCHEDULES"]
+
+
+def _finite_or_raise(value: torch.Tensor, t: torch.Tensor, what: str, why: str) -> torch.Tensor:
+    bad = ~torch.isfinite(value)
+    if bad.any():
+        t_bad = t.expand_as(value)[bad].flatten()[0].item() if t.dim() else t.item()
+        raise ValueError(f"{what} is not defined at t = {t_bad:g} ({why}); use a t strictly inside the range")
+    return value
+
+
+class Schedule:
+    """Base class: subclasses define _alpha, _sigma, _d_alpha, _d_sigma2 on a float tensor t."""
+
+    name = "schedule"
+    t_eps = 1e-3            # default smallest time for samplers and grids
+    variance_preserving = False
+
+    # -- closed forms supplied by subclasses ----------------------------------------------
+    def _alpha(self, t): raise NotImplementedError
+    def _sigma(self, t): raise NotImplementedError
+    def _d_alpha(self, t): raise NotImplementedError
+    def _d_sigma2(self, t): raise NotImplementedError
+
+    # -- public API ------------------------------------------------------------------------
+    def alpha(self, t: Time) -> torch.Tensor:
+        """alpha_t, the data coefficient of the forward kernel (§4.5.1)."""
+        return self._alpha(as_time(t))
+
+    def sigma(self, t: Time) -> torch.Tensor:
+        """sigma_t, the noise standard deviation of the forward kernel (§4.5.1)."""
+        return self._sigma(as_time(t))
+
+    def d_alpha(self, t: Time) -> torch.Tensor:
+        """d alpha_t / dt in closed form."""
+        return self._d_alpha(as_time(t))
+
+    def d_sigma2(self, t: Time) -> torch.Tensor:
+        """d sigma_t^2 / dt in closed form (finite even where d sigma_t / dt is not)."""
+        return self._d_sigma2(as_time(t))
+
+    def d_sigma(self, t: Time) -> torch.Tensor:
+        """d sigma_t / dt = (d sigma_t^2 / dt) / (2 sigma_t); infinite where sigma_t = 0 < d sigma^2/dt."""
+        t = as_time(t)
+        sig, ds2 = self._sigma(t), self._d_sigma2(t)
+        safe = torch.where(sig > 0, sig, torch.ones_like(sig))
+        at_zero = torch.where(ds2 == 0, torch.zeros_like(ds2), torch.full_like(ds2, math.inf))
+        out = torch.where(sig > 0, ds2 / (2 * safe), at_zero)
+        return _finite_or_raise(out, t, f"{self.name}.d_sigma", "sigma_t = 0 there and sigma_t grows like sqrt(t)")
+
+    def lam(self, t: Time) -> torch.Tensor:
+        """lambda_t = log(alpha_t / sigma_t): +inf where sigma_t = 0, -inf where alpha_t = 0 (§9.4.1)."""
+        t = as_time(t)
+        return torch.log(self._alpha(t)) - torch.log(self._sigma(t))
+
+    def snr(self, t: Time) -> torch.Tensor:
+        """Signal-to-noise ratio alpha_t^2 / sigma_t^2 = exp(2 lambda_t)."""
+        return torch.exp(2 * self.lam(t))
+
+    def inv_lam(self, lam: float | torch.Tensor) -> torch.Tensor:
+        """The time t with lambda_t = lam (lambda is strictly decreasing); bisection in float64.
+
+        Subclasses with a closed form override this.
+        """
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        if torch.isnan(lam).any():
+            raise ValueError("lam contains NaN")
+        lo = torch.zeros_like(lam)
+        hi = torch.ones_like(lam)
+        for _ in range(80):  # 2^-80: below float64 resolution on [0, 1]
+            mid = 0.5 * (lo + hi)
+            go_right = self.lam(mid) > lam  # lambda decreasing: still too clean, move right
+            lo = torch.where(go_right, mid, lo)
+            hi = torch.where(go_right, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def f(self, t: Time) -> torch.Tensor:
+        """Drift coefficient f(t) = alpha_t' / alpha_t of the forward SDE (lemma of §4.5.2)."""
+        t = as_time(t)
+        a, da = self._alpha(t), self._d_alpha(t)
+        out = da / torch.where(a > 0, a, torch.ones_like(a))
+        out = torch.where(a > 0, out, torch.full_like(out, -math.inf))
+        return _finite_or_raise(out, t, f"{self.name}.f", "alpha_t = 0 there")
+
+    def g2(self, t: Time) -> torch.Tensor:
+        """Diffusion coefficient g^2(t) = (sigma_t^2)' - 2 f(t) sigma_t^2 (lemma of §4.5.2)."""
+        t = as_time(t)
+        return self._d_sigma2(t) - 2 * self.f(t) * self._sigma(t) ** 2
+
+    def kernel(self, t: Time, s: Time) -> tuple[torch.Tensor, torch.Tensor]:
+        """Between-time kernel p(x_s | x_t) = N(alpha_{s|t} x_t, sigma_{s|t}^2 I) for t <= s (§4.5.3).
+
+        alpha_{s|t} = alpha_s / alpha_t and sigma_{s|t}^2 = sigma_s^2 - alpha_{s|t}^2 sigma_t^2.
+        """
+        t, s = as_time(t, name="t"), as_time(s, name="s")
+        if (t > s).any():
+            raise ValueError("kernel(t, s) needs t <= s (s is the noisier time)")
+        a_t = self._alpha(t)
+        if (a_t == 0).any():
+            raise ValueError(f"{self.name}.kernel: alpha_t = 0 at the cleaner time t; no kernel from it")
+        a_st = self._alpha(s) / a_t
+        var = (self._sigma(s) ** 2 - a_st ** 2 * self._sigma(t) ** 2).clamp_min(0)
+        return a_st, var.sqrt()
+
+    def posterior(self, t: Time, s: Time) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Coefficients of p(x_t | x_s, x0) = N(c_s x_s + c_0 x0, std^2 I), t < s (lemma in §4.5.3).
+
+        c_s = alpha_{s|t} sigma_t^2 / sigma_s^2, c_0 = alpha_t sigma_{s|t}^2 / sigma_s^2,
+        std = sigma_{s|t} sigma_t / sigma_s.  Returns (c_s, c_0, std).
+        """
+        a_st, sig_st = self.kernel(t, s)
+        t, s = as_time(t, name="t"), as_time(s, name="s")
+        sig_s = self._sigma(s)
+        if (sig_s == 0).any():
+            raise ValueError(f"{self.name}.posterior needs sigma_s > 0 at the noisier time s")
+        sig_t = self._sigma(t)
+        return (a_st * sig_t ** 2 / sig_s ** 2, self._alpha(t) * sig_st ** 2 / sig_s ** 2,
+                sig_st * sig_t / sig_s)
+
+    def prior_std(self) -> float:
+        """Standard deviation of the Gaussian prior N(0, sigma_1^2 I) used to start samplers."""
+        return float(self._sigma(torch.tensor(1.0, dtype=torch.float64)))
+
+    def sample_prior(self, shape, *, generator: torch.Generator | None = None,
+                     dtype=torch.float32, device=None) -> torch.Tensor:
+        """Draw x_1 ~ N(0, sigma_1^2 I) (alpha_1 x0 is neglected where alpha_1 is small)."""
+        z = torch.randn(*shape, generator=generator, dtype=dtype, device=device or "cpu")
+        return (z * self.prior_std()).to(device) if device is not None else z * self.prior_std()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
+        return f"{type(self).__name__}({fields})"
+
+    def config(self) -> dict:
+        """A JSON-friendly description; get_schedule(**config) rebuilds the schedule."""
+        return {"name": self.name}
+
+
+class VPLinear(Schedule):
+    """Variance-preserving schedule with linear beta(t) = beta_min + t (beta_max - beta_min) (§4.4.2).
+
+    alpha_t = exp(-B(t)/2), sigma_t = sqrt(1 - exp(-B(t))), B(t) = int_0^t beta.
+    """
+
+    name = "vp"
+    variance_preserving = True
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        if not (0 < beta_min <= beta_max):
+            raise ValueError(f"VPLinear needs 0 < beta_min <= beta_max, got beta_min={beta_min}, beta_max={beta_max}")
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+
+    def beta(self, t: Time) -> torch.Tensor:
+        return self.beta_min + as_time(t) * (self.beta_max - self.beta_min)
+
+    def _B(self, t):
+        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t ** 2
+
+    def _alpha(self, t): return torch.exp(-0.5 * self._B(t))
+    def _sigma(self, t): return torch.sqrt(-torch.expm1(-self._B(t)))
+    def _d_alpha(self, t): return -0.5 * self.beta(t) * self._alpha(t)
+    def _d_sigma2(self, t): return self.beta(t) * torch.exp(-self._B(t))
+
+    def inv_lam(self, lam):
+        # exp(-B) = alpha^2 = sigmoid(2 lam); solve B(t) = softplus(-2 lam) for t (quadratic).
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        B = torch.nn.functional.softplus(-2 * lam)
+        a, b = 0.5 * (self.beta_max - self.beta_min), self.beta_min
+        t = 2 * B / (b + torch.sqrt(b * b + 4 * a * B))  # stable root of a t^2 + b t - B = 0
+        return t
+
+    def config(self): return {"name": self.name, "beta_min": self.beta_min, "beta_max": self.beta_max}
+
+
+class Cosine(Schedule):
+    """Cosine schedule of Nichol & Dhariwal: alpha_t = cos((t+s)/(1+s) pi/2) / cos(s/(1+s) pi/2).
+
+    Variance preserving: sigma_t = sqrt(1 - alpha_t^2); alpha_1 = 0 exactly.
+    """
+
+    name = "cosine"
+    variance_preserving = True
+
+    def __init__(self, offset: float = 0.008):
+        if not 0 <= offset < 1:
+            raise ValueError(f"Cosine needs 0 <= offset < 1, got {offset}")
+        self.offset = float(offset)
+        self._c = math.cos(self.offset / (1 + self.offset) * math.pi / 2)
+
+    def _phase(self, t): return (t + self.offset) / (1 + self.offset) * math.pi / 2
+    def _alpha(self, t): return (torch.cos(self._phase(t)) / self._c).clamp(0.0, 1.0)
+    def _sigma(self, t): return torch.sqrt((1 - self._alpha(t) ** 2).clamp_min(0))
+
+    def _d_alpha(self, t):
+        return -torch.sin(self._phase(t)) / self._c * math.pi / (2 * (1 + self.offset))
+
+    def _d_sigma2(self, t): return -2 * self._alpha(t) * self._d_alpha(t)
+
+    def inv_lam(self, lam):
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        alpha = torch.sqrt(torch.sigmoid(2 * lam))
+        phase = torch.acos((alpha * self._c).clamp(-1, 1))
+        return (phase * 2 / math.pi * (1 + self.offset) - self.offset).clamp(0, 1)
+
+    def config(self): return {"name": self.name, "offset": self.offset}
+
+
+class VEGeometric(Schedule):
+    """Variance-exploding schedule with a geometric noise ladder (§4.4.1, NCSN).
+
+    alpha_t = 1, sigma_t^2 = sigma_min^2 ((sigma_max/sigma_min)^(2t) - 1), so that
+    sigma_0 = 0 and the kernel variance is sigma(t)^2 - sigma(0)^2 with sigma(t) geometric.
+    """
+
+    name = "ve"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
+        if not (0 < sigma_min < sigma_max):
+            raise ValueError(f"VEGeometric needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self._log_r = math.log(sigma_max / sigma_min)
+
+    def _alpha(self, t): return torch.ones_like(t)
+    def _sigma(self, t): return self.sigma_min * torch.sqrt(torch.expm1(2 * self._log_r * t))
+    def _d_alpha(self, t): return torch.zeros_like(t)
+    def _d_sigma2(self, t): return 2 * self._log_r * self.sigma_min ** 2 * torch.exp(2 * self._log_r * t)
+
+    def inv_lam(self, lam):
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        # sigma = exp(-lam)  =>  t = log1p(sigma^2 / sigma_min^2) / (2 log r)
+        return (torch.log1p(torch.exp(-2 * lam) / self.sigma_min ** 2) / (2 * self._log_r)).clamp(0, 1)
+
+    def config(self): return {"name": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
+
+
+class EDM(Schedule):
+    """EDM / Karras et al.: alpha_t = 1, sigma_t = sigma_max * t (book: sigma = t on [0, T], T = sigma_max)."""
+
+    name = "edm"
+
+    def __init__(self, sigma_max: float = 80.0):
+        if not sigma_max > 0:
+            raise ValueError(f"EDM needs sigma_max > 0, got {sigma_max}")
+        self.sigma_max = float(sigma_max)
+
+    def _alpha(self, t): return torch.ones_like(t)
+    def _sigma(self, t): return self.sigma_max * t
+    def _d_alpha(self, t): return torch.zeros_like(t)
+    def _d_sigma2(self, t): return 2 * self.sigma_max ** 2 * t
+
+    def inv_lam(self, lam):
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        return (torch.exp(-lam) / self.sigma_max).clamp(0, 1)
+
+    def config(self): return {"name": self.name, "sigma_max": self.sigma_max}
+
+
+class RectifiedFlow(Schedule):
+    """Linear / rectified-flow path alpha_t = 1 - t, sigma_t = t (§5.4, data at t = 0)."""
+
+    name = "flow"
+
+    def _alpha(self, t): return 1 - t
+    def _sigma(self, t): return t.clone()
+    def _d_alpha(self, t): return -torch.ones_like(t)
+    def _d_sigma2(self, t): return 2 * t
+
+    def inv_lam(self, lam):
+        return torch.sigmoid(-torch.as_tensor(lam, dtype=torch.float64))
+
+
+class Trig(Schedule):
+    """Trigonometric (TrigFlow) path alpha_t = cos(pi t / 2), sigma_t = sigma_d sin(pi t / 2) (§11.3.3)."""
+
+    name = "trig"
+
+    def __init__(self, sigma_d: float = 1.0):
+        if not sigma_d > 0:
+            raise ValueError(f"Trig needs sigma_d > 0, got {sigma_d}")
+        self.sigma_d = float(sigma_d)
+
+    def _alpha(self, t): return torch.cos(math.pi / 2 * t).clamp_min(0)
+    def _sigma(self, t): return self.sigma_d * torch.sin(math.pi / 2 * t)
+    def _d_alpha(self, t): return -math.pi / 2 * torch.sin(math.pi / 2 * t)
+
+    def _d_sigma2(self, t):
+        return self.sigma_d ** 2 * math.pi / 2 * torch.sin(math.pi * t)
+
+    def inv_lam(self, lam):
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        return torch.atan(torch.exp(-lam) / self.sigma_d) * 2 / math.pi
+
+    def config(self): return {"name": self.name, "sigma_d": self.sigma_d}
+
+
+class DiscreteSchedule(Schedule):
+    """Discrete DDPM chain from a beta sequence, placed on t_i = i / L (§2.2.1).
+
+    beta_is="std" (the book's convention, Eq. 2.2.1): x_i = sqrt(1 - beta_i^2) x_{i-1} + beta_i eps.
+    beta_is="variance" (Ho et al.): x_i = sqrt(1 - beta_i) x_{i-1} + sqrt(beta_i) eps.
+    Either way alpha_bar_i = prod_k alpha_k and sigma_i = sqrt(1 - alpha_bar_i^2).
+    Between the knots log alpha_t is linear in t, so f(t) is piecewise constant and the
+    schedule is a variance-preserving continuous schedule that passes through the chain.
+    """
+
+    name = "discrete"
+    variance_preserving = True
+
+    def __init__(self, betas, beta_is: str = "std"):
+        check_choice(beta_is, ("std", "variance"), "beta_is")
+        betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
+        if betas.numel() < 1:
+            raise ValueError("betas must contain at least one value")
+        if torch.isnan(betas).any() or (betas <= 0).any() or (betas >= 1).any():
+            raise ValueError("betas must lie in (0, 1)")
+        self.betas, self.beta_is = betas, beta_is
+        var = betas ** 2 if beta_is == "std" else betas
+        self.step_alphas = torch.sqrt(1 - var)                  # alpha_i of one step
+        log_a = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(torch.log(self.step_alphas), 0)])
+        self._log_alpha_knots = log_a                            # log alpha_bar_i, i = 0..L
+        self.L = betas.numel()
+
+    @classmethod
+    def linear(cls, L: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "DiscreteSchedule":
+        """Ho et al.'s linear schedule of variances (beta_is='variance')."""
+        return cls(torch.linspace(beta_start, beta_end, L, dtype=torch.float64), beta_is="variance")
+
+    @property
+    def alpha_bars(self) -> torch.Tensor:
+        """alpha_bar_i for i = 0..L (alpha_bar_0 = 1): the book's bar-alpha, a product of alphas."""
+        return torch.exp(self._log_alpha_knots)
+
+    def time(self, i) -> torch.Tensor:
+        """The continuous time t_i = i / L of step index i."""
+        i = torch.as_tensor(i, dtype=torch.float64)
+        if (i < 0).any() or (i > self.L).any():
+            raise ValueError(f"step index i must lie in 0..{self.L}")
+        return i / self.L
+
+    def _segment(self, t):
+        u = t * self.L
+        k = torch.clamp(torch.ceil(u) - 1, 0, self.L - 1).long()  # segment (k/L, (k+1)/L]
+        return u, k
+
+    def _log_alpha(self, t):
+        u, k = self._segment(t)
+        lo, hi = self._log_alpha_knots[k], self._log_alpha_knots[k + 1]
+        return lo + (u - k) * (hi - lo)
+
+    def _slope(self, t):  # d log alpha / dt on the segment containing t
+        _, k = self._segment(t)
+        return (self._log_alpha_knots[k + 1] - self._log_alpha_knots[k]) * self.L
+
+    def _alpha(self, t): return torch.exp(self._log_alpha(t))
+    def _sigma(self, t): return torch.sqrt(-torch.expm1(2 * self._log_alpha(t)))
+    def _d_alpha(self, t): return self._slope(t) * self._alpha(t)
+    def _d_sigma2(self, t): return -2 * self._slope(t) * self._alpha(t) ** 2
+
+    def config(self):
+        return {"name": self.name, "betas": self.betas.tolist(), "beta_is": self.beta_is}
+
+
+SCHEDULES = {"vp": VPLinear, "cosine": Cosine, "ve": VEGeometric, "edm": EDM, "flow": RectifiedFlow,
+             "trig": Trig, "discrete": DiscreteSchedule}
+
+
+def get_schedule(name: str | Schedule = "vp", **kwargs) -> Schedule:
+    """Build a schedule by name: 'vp', 'cosine', 've', 'edm', 'flow' (rectified flow), 'trig', 'discrete'."""
+    if isinstance(name, Schedule):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"schedule must be a name or a Schedule, got {type(name).__name__}")
+    check_choice(name, SCHEDULES, "schedule")
+    return SCHEDULES[name](**kwargs)

@@ -6,9 +6,9 @@
     eps = gmm.eps(x_t, t, sched)          # exact E[eps | x_t]
 """
 from . import datasets, gmm, grids, param, schedules, utils
-from .gmm import GaussianMixture, PointSet
+from .gmm import GaussianMixture, MixtureModel, PointSet
 from .grids import GRIDS, time_grid
-from .param import KINDS, all_predictions, convert, error_scale, pf_ode_drift, target_coefficients, to_x0_eps
+from .param import KINDS, Model, all_predictions, convert, error_scale, pf_ode_drift, target_coefficients, to_x0_eps
 from .schedules import (EDM, SCHEDULES, Cosine, DiscreteSchedule, RectifiedFlow, Schedule, Trig, VEGeometric,
                         VPLinear, get_schedule)
 from .utils import as_time, check_x, choose_threads, device, expand_t, seed, setup_notebook

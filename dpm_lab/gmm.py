@@ -19,11 +19,11 @@ import math
 import numpy as np
 import torch
 
-from .param import KINDS
+from .param import KINDS, Model
 from .schedules import Schedule
 from .utils import Time, as_time, check_choice, expand_t
 
-__all__ = ["GaussianMixture", "PointSet"]
+__all__ = ["GaussianMixture", "PointSet", "MixtureModel"]
 
 
 def _validate_weights(weights, K):
@@ -299,6 +299,10 @@ class GaussianMixture:
         """The exact flow map Psi_{s->t}(x) of the PF-ODE (§4.1.4, §11.1), shape (B, D)."""
         return self.flow(x, [float(s), float(t)], schedule, **kw)[-1]
 
+    def model(self, schedule: Schedule, c=None) -> "MixtureModel":
+        """This mixture's exact fields as a sampler-ready Model under `schedule`."""
+        return MixtureModel(self, schedule, c)
+
 
 class PointSet(GaussianMixture):
     """Empirical data (1/N) sum_i delta(x^(i)) (optionally weighted): the mixture with Sigma_k = 0.
@@ -339,6 +343,25 @@ class PointSet(GaussianMixture):
             raise ValueError("a point set has no density at sigma_t = 0")
         a, s = schedule.alpha(t), schedule.sigma(t)
         return GaussianMixture(self.weights, a * self.means, stds=s.expand(self.n_components), labels=self.labels)
+
+
+class MixtureModel(Model):
+    """The exact (Bayes-optimal) model of a mixture under a schedule: every prediction is the
+    closed form, so samplers run on it measure discretisation error alone.
+
+    Args:
+        mixture: a GaussianMixture or PointSet.  schedule: the forward schedule.
+        c: a fixed class for conditional fields (or pass c to predict).
+    """
+
+    def __init__(self, mixture: GaussianMixture, schedule: Schedule, c=None):
+        self.mixture, self.schedule, self.kind, self.c = mixture, schedule, "eps", c
+
+    def raw(self, x_t, t, c=None):
+        return self.mixture.eps(x_t, t, self.schedule, self.c if c is None else c)
+
+    def predict(self, x_t, t, kind="eps", c=None):
+        return self.mixture.predict(x_t, t, self.schedule, kind, self.c if c is None else c)
 
 
 class _DataTime(Schedule):

@@ -17,7 +17,7 @@ from .schedules import Schedule
 from .utils import Time, as_time, check_choice, expand_t
 
 KINDS = ("x0", "eps", "score", "velocity", "v")
-__all__ = ["KINDS", "to_x0_eps", "convert", "all_predictions", "pf_ode_drift", "error_scale", "target_coefficients"]
+__all__ = ["KINDS", "Model", "to_x0_eps", "convert", "all_predictions", "pf_ode_drift", "error_scale", "target_coefficients"]
 
 
 def _coeffs(schedule: Schedule, t: Time, x: torch.Tensor):
@@ -161,3 +161,34 @@ def target_coefficients(schedule: Schedule, t: Time, kind: str) -> tuple[torch.T
     if kind == "v":
         return -schedule.sigma(t), schedule.alpha(t)
     return schedule.d_alpha(t), schedule.d_sigma(t)
+
+
+class Model:
+    """Anything that predicts one of the four targets at (x_t, t): the edge where conversion happens once.
+
+    Subclasses set `self.schedule` and `self.kind` (what the network outputs) and implement
+    `raw(x_t, t, c=None)`, returning that prediction.  `predict(x_t, t, kind)` converts to any
+    other kind (§6.3.1), so samplers call `model.predict(x, t, "eps")` and never branch on what
+    the network was trained for.  `t` is a float, a 0-d tensor or a (B,) tensor; `c` an optional
+    class label (int or (B,) long tensor; guidance code uses it).
+    """
+
+    schedule: Schedule
+    kind: str = "eps"
+
+    def raw(self, x_t: torch.Tensor, t: Time, c=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, x_t: torch.Tensor, t: Time, kind: str = "eps", c=None) -> torch.Tensor:
+        """The prediction of type `kind` (x0, eps, score, velocity or v)."""
+        check_choice(kind, KINDS, "prediction kind")
+        value = self.raw(x_t, t, c)
+        return value if kind == self.kind else convert(self.schedule, x_t, t, value, self.kind, kind)
+
+    def x0(self, x_t, t, c=None): return self.predict(x_t, t, "x0", c)
+    def eps(self, x_t, t, c=None): return self.predict(x_t, t, "eps", c)
+    def score(self, x_t, t, c=None): return self.predict(x_t, t, "score", c)
+    def velocity(self, x_t, t, c=None): return self.predict(x_t, t, "velocity", c)
+
+    def __call__(self, x_t, t, c=None):
+        return self.raw(x_t, t, c)

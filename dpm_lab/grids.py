@@ -31,10 +31,10 @@ def time_grid(schedule: Schedule, n: int, kind: str = "uniform", *, t_min: float
     if not (0 <= t_min < t_max <= 1):
         raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}")
     u = torch.linspace(0, 1, n + 1, dtype=torch.float64)  # 0 .. 1 from noisy to clean
-    if kind == "uniform":
-        return t_max + u * (t_min - t_max)
-    if kind == "quadratic":
-        return t_min + (t_max - t_min) * (1 - u) ** 2
+    if kind in ("uniform", "quadratic"):
+        t = t_max + u * (t_min - t_max) if kind == "uniform" else t_min + (t_max - t_min) * (1 - u) ** 2
+        t[0], t[-1] = t_max, t_min
+        return t
     lam_hi, lam_lo = schedule.lam(t_min), schedule.lam(t_max)
     if not (torch.isfinite(lam_hi) and torch.isfinite(lam_lo)):
         raise ValueError(f"the {kind!r} grid needs finite log-SNR at both ends: choose t_min > 0 and "

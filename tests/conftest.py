@@ -1,0 +1,37 @@
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+import dpm_lab as dl  # noqa: E402
+
+
+def all_schedules():
+    """One instance of every schedule, the discrete one in both beta conventions."""
+    return [dl.VPLinear(), dl.Cosine(), dl.VEGeometric(), dl.EDM(), dl.RectifiedFlow(), dl.Trig(sigma_d=0.5),
+            dl.DiscreteSchedule(torch.linspace(0.02, 0.3, 40), beta_is="std"),
+            dl.DiscreteSchedule.linear(100, 1e-3, 0.1)]
+
+
+SCHEDULES = all_schedules()
+SCHED_IDS = [f"{s.name}-{getattr(s, 'beta_is', '')}" for s in SCHEDULES]
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def mixture2d():
+    """A 2D anisotropic, labelled mixture used across the oracle tests."""
+    covs = torch.tensor([[[0.5, 0.3], [0.3, 0.4]], [[0.2, -0.05], [-0.05, 0.1]], [[0.3, 0.0], [0.0, 0.05]]])
+    return dl.GaussianMixture([0.5, 0.3, 0.2], [[-1.0, 0.5], [1.5, 1.0], [0.5, -1.5]], covs, labels=[0, 1, 1])

@@ -1,0 +1,198 @@
+"""Exact ground truth: mixture fields against autograd, Tweedie, Gaussian conditioning,
+class posteriors, point sets, and the reference PF-ODE flow map."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dpm_lab as dl
+from conftest import SCHED_IDS, SCHEDULES
+
+TIMES = [0.0, 0.02, 0.3, 0.7, 1.0]
+
+
+def logp_grad(mix, x, t, sched, c=None):
+    x = x.clone().requires_grad_(True)
+    g, = torch.autograd.grad(mix.log_prob_t(x, t, sched, c).sum(), x)
+    return g
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
+@pytest.mark.parametrize("t", TIMES)
+def test_score_is_autograd_of_log_prob(mixture2d, sched, t, gen):
+    x = mixture2d.sample_marginal(16, t, sched, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(mixture2d.score(x, t, sched), logp_grad(mixture2d, x, t, sched), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
+def test_tweedie_and_field_identities(mixture2d, sched, gen):
+    # Tweedie (§3.3.4): alpha_t E[x0 | x_t] = x_t + sigma_t^2 score, with x0* from Gaussian conditioning
+    for t in (0.02, 0.3, 0.7):
+        x = mixture2d.sample_marginal(16, t, sched, generator=gen, dtype=torch.float64)
+        a, s = sched.alpha(t), sched.sigma(t)
+        x0, eps, score = mixture2d.x0(x, t, sched), mixture2d.eps(x, t, sched), mixture2d.score(x, t, sched)
+        torch.testing.assert_close(a * x0, x + s ** 2 * score, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(a * x0 + s * eps, x, rtol=1e-9, atol=1e-9)
+        tt = torch.tensor(t, dtype=torch.float64)
+        if isinstance(sched, dl.DiscreteSchedule):
+            tt = (torch.floor(tt * sched.L) + 0.5) / sched.L
+            x0, eps = mixture2d.x0(x, tt, sched), mixture2d.eps(x, tt, sched)
+        vel = sched.d_alpha(tt) * x0 + sched.d_sigma(tt) * eps
+        torch.testing.assert_close(mixture2d.velocity(x, tt, sched), vel, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(mixture2d.v(x, tt, sched), sched.alpha(tt) * eps - sched.sigma(tt) * x0)
+        for k in dl.KINDS:
+            torch.testing.assert_close(mixture2d.predict(x, tt, sched, k),
+                                       dl.convert(sched, x, tt, eps, "eps", k), rtol=1e-8, atol=1e-8)
+
+
+def test_single_gaussian_posterior_mean_formula(gen):
+    # monograph map Ch. 2(e): for x0 ~ N(mu, s^2), E[x0|x_i] = mu + ab s^2/(ab^2 s^2 + 1 - ab^2) (x - ab mu)
+    mu, s = 1.5, 0.7
+    g = dl.GaussianMixture([1.0], [[mu]], stds=s)
+    sched = dl.VPLinear()
+    x = torch.randn(10, 1, generator=gen, dtype=torch.float64)
+    for t in (0.1, 0.5, 0.9):
+        ab = sched.alpha(t)
+        expect = mu + ab * s ** 2 / (ab ** 2 * s ** 2 + 1 - ab ** 2) * (x - ab * mu)
+        torch.testing.assert_close(g.x0(x, t, sched), expect)
+
+
+def test_x0_star_minimises_mse(mixture2d, gen):
+    # the Bayes denoiser beats perturbed versions of itself in Monte Carlo MSE (n = 20000)
+    sched = dl.EDM(5.0)
+    t = 0.2
+    x0, lab = mixture2d.sample(20000, generator=gen, dtype=torch.float64, return_labels=True)
+    xt = x0 + sched.sigma(t) * torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    den = mixture2d.x0(xt, t, sched)
+    mse = ((den - x0) ** 2).sum(1).mean()
+    for shift in (0.1 * torch.ones(2, dtype=torch.float64), 0.05 * xt, 0.1 * torch.randn(2, generator=gen, dtype=torch.float64)):
+        assert mse < ((den + shift - x0) ** 2).sum(1).mean()
+    # and its residual is uncorrelated with functions of x_t (orthogonality of conditional expectation)
+    resid = x0 - den
+    for h in (xt[:, :1], torch.tanh(xt[:, 1:])):
+        corr = (resid * h).mean(0)
+        se = (resid * h).std(0) / math.sqrt(len(xt))
+        assert (corr.abs() < 4 * se).all()
+
+
+def test_class_posterior_and_conditional_fields(mixture2d, gen):
+    sched = dl.VPLinear()
+    t = 0.4
+    x = mixture2d.sample_marginal(12, t, sched, generator=gen, dtype=torch.float64)
+    post = mixture2d.class_posterior(x, t, sched)
+    torch.testing.assert_close(post.sum(1), torch.ones(12, dtype=torch.float64))
+    for c in (0, 1):
+        # Bayes (§8.1, Eq. guidance_bayes): grad log p_t(x|c) = grad log p_t(x) + grad log p_t(c|x)
+        xr = x.clone().requires_grad_(True)
+        glogc, = torch.autograd.grad(torch.log(mixture2d.class_posterior(xr, t, sched)[:, c]).sum(), xr)
+        torch.testing.assert_close(mixture2d.score(x, t, sched, c=c), mixture2d.score(x, t, sched) + glogc)
+        # the conditional field equals the field of the class's own mixture
+        torch.testing.assert_close(mixture2d.x0(x, t, sched, c=c), mixture2d.conditional(c).x0(x, t, sched))
+    # per-sample classes
+    cs = torch.tensor([0, 1] * 6)
+    both = mixture2d.eps(x, t, sched, c=cs)
+    torch.testing.assert_close(both[0::2], mixture2d.eps(x[0::2], t, sched, c=0))
+    torch.testing.assert_close(both[1::2], mixture2d.eps(x[1::2], t, sched, c=1))
+
+
+def test_marginal_mixture_matches(mixture2d, gen):
+    sched = dl.Cosine()
+    x = torch.randn(8, 2, generator=gen, dtype=torch.float64)
+    m = mixture2d.marginal(sched, 0.45)
+    torch.testing.assert_close(m.log_prob(x), mixture2d.log_prob_t(x, 0.45, sched))
+    torch.testing.assert_close(m.data_score(x), mixture2d.score(x, 0.45, sched))
+
+
+def test_log_prob_normalised():
+    g = dl.GaussianMixture([0.4, 0.6], [[-1.0], [2.0]], stds=[0.5, 1.0])
+    grid = torch.linspace(-8, 10, 20001, dtype=torch.float64)[:, None]
+    assert float(torch.trapezoid(g.log_prob(grid).exp(), grid[:, 0])) == pytest.approx(1, abs=1e-8)
+
+
+def test_mixture_moments(mixture2d, gen):
+    x = mixture2d.sample(50000, generator=gen, dtype=torch.float64)
+    se = mixture2d.cov().diagonal().sqrt() / math.sqrt(len(x))
+    assert ((x.mean(0) - mixture2d.mean()).abs() < 4 * se).all()
+    torch.testing.assert_close(torch.cov(x.T), mixture2d.cov(), atol=0.03, rtol=0.03)
+
+
+def test_point_set_softmax_posterior(gen):
+    pts = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    ps = dl.PointSet(pts)
+    sched = dl.RectifiedFlow()
+    t = 0.35
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    # §6.1 worked example, written out directly
+    a, s = 1 - t, t
+    logits = -((x[:, None, :] - a * pts[None]) ** 2).sum(-1) / (2 * s ** 2)
+    w = torch.softmax(logits, 1)
+    x0 = w @ pts
+    torch.testing.assert_close(ps.x0(x, t, sched), x0)
+    torch.testing.assert_close(ps.score(x, t, sched), -(x - a * x0) / s ** 2)
+    vel = (w[:, :, None] * (-pts[None] + (x[:, None, :] - a * pts[None]) / s)).sum(1)   # §6.1, v*
+    torch.testing.assert_close(ps.velocity(x, t, sched), vel)
+    torch.testing.assert_close(ps.score(x, t, sched), logp_grad(ps, x, t, sched))
+    with pytest.raises(ValueError, match="t > 0"):
+        ps.x0(x, 0.0, sched)
+
+
+@pytest.mark.parametrize("sched", [dl.VPLinear(), dl.EDM(10.0), dl.RectifiedFlow()], ids=["vp", "edm", "flow"])
+def test_flow_map_carries_marginals(mixture2d, sched, gen):
+    # PF-ODE flow map (§4.1.4): p_1 pushed to t = 0 is p_data; moments within Monte Carlo error
+    n = 3000
+    x1 = mixture2d.sample_marginal(n, 1.0, sched, generator=gen, dtype=torch.float64)
+    x0 = mixture2d.flow_map(x1, 1.0, 0.0, sched, rtol=1e-8, atol=1e-8)
+    cov = mixture2d.cov()
+    se = cov.diagonal().sqrt() / math.sqrt(n)
+    assert ((x0.mean(0) - mixture2d.mean()).abs() < 4 * se).all()
+    # variance estimate: standard error about sqrt(2/n) * var for near-Gaussian data (loose factor 6)
+    assert ((torch.cov(x0.T).diagonal() - cov.diagonal()).abs() < 6 * math.sqrt(2 / n) * cov.diagonal()).all()
+    # invertible: back to t = 1 recovers the start
+    torch.testing.assert_close(mixture2d.flow_map(x0[:50], 0.0, 1.0, sched), x1[:50], rtol=1e-6, atol=1e-6)
+
+
+def test_flow_semigroup_and_trajectory(mixture2d, gen):
+    sched = dl.Cosine()
+    x = torch.randn(20, 2, generator=gen, dtype=torch.float64)
+    traj = mixture2d.flow(x, [0.9, 0.6, 0.3], sched)
+    assert traj.shape == (3, 20, 2)
+    torch.testing.assert_close(traj[0], x)
+    torch.testing.assert_close(mixture2d.flow_map(traj[1], 0.6, 0.3, sched), traj[2], rtol=1e-7, atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(t=st.one_of(st.just(0.0), st.just(1.0), st.floats(0, 1)), idx=st.integers(0, len(SCHEDULES) - 1),
+       kind=st.sampled_from(dl.KINDS))
+def test_fields_finite_or_clear_error(t, idx, kind):
+    mix = dl.GaussianMixture([0.5, 0.5], [[0.0, 1.0], [2.0, -1.0]], stds=[0.3, 0.6])
+    x = torch.tensor([[0.1, 0.2], [3.0, -4.0]], dtype=torch.float64)
+    try:
+        out = mix.predict(x, t, SCHEDULES[idx], kind)
+    except ValueError as err:
+        assert "t" in str(err)
+        return
+    assert torch.isfinite(out).all()
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="weights must sum to 1"):
+        dl.GaussianMixture([0.5, 0.6], [[0.0], [1.0]], stds=1.0)
+    with pytest.raises(ValueError, match="weights must be non-negative"):
+        dl.GaussianMixture([1.5, -0.5], [[0.0], [1.0]], stds=1.0)
+    with pytest.raises(ValueError, match="covs must be positive definite"):
+        dl.GaussianMixture([1.0], [[0.0, 0.0]], [[[1.0, 2.0], [2.0, 1.0]]])
+    with pytest.raises(ValueError, match="covs must have shape"):
+        dl.GaussianMixture([1.0], [[0.0, 0.0]], [[[1.0]]])
+    with pytest.raises(ValueError, match="stds must be positive definite"):
+        dl.GaussianMixture([1.0], [[0.0]], stds=0.0)
+    mix = dl.GaussianMixture([1.0], [[0.0, 0.0]], stds=1.0)
+    with pytest.raises(ValueError, match=r"x_t must have shape \(B, 2\)"):
+        mix.score(torch.zeros(3, 3), 0.5, dl.VPLinear())
+    with pytest.raises(TypeError, match="floating"):
+        mix.score([[0.0, 0.0]], 0.5, dl.VPLinear())
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        mix.score(torch.zeros(3, 2), -0.1, dl.VPLinear())
+    with pytest.raises(ValueError, match="no labels"):
+        mix.x0(torch.zeros(3, 2), 0.5, dl.VPLinear(), c=0)

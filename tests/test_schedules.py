@@ -1,0 +1,208 @@
+"""Oracle tests for schedules: closed forms against autograd, lambda inverses, SDE coefficients
+through the moment ODEs of §4.1, between-time kernels and posteriors against Bayes' rule."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.integrate import solve_ivp
+
+import dpm_lab as dl
+from conftest import SCHED_IDS, SCHEDULES
+
+INTERIOR = torch.tensor([0.013, 0.1, 0.37, 0.5, 0.77, 0.95], dtype=torch.float64)
+
+
+def off_knots(sched, t):
+    """Move t off the knots of a discrete schedule (its derivative jumps there)."""
+    if isinstance(sched, dl.DiscreteSchedule):
+        return (torch.floor(t * sched.L) + 0.5) / sched.L
+    return t
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
+def test_derivatives_equal_autograd(sched):
+    t = off_knots(sched, INTERIOR).clone().requires_grad_(True)
+    for closed, fn in [(sched.d_alpha, sched.alpha), (sched.d_sigma, sched.sigma),
+                       (sched.d_sigma2, lambda u: sched.sigma(u) ** 2)]:
+        auto, = torch.autograd.grad((fn(t) + 0 * t).sum(), t)  # + 0 t: constants too
+        torch.testing.assert_close(closed(t.detach()), auto, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
+def test_g2_is_minus_two_sigma2_dlambda(sched):
+    # lemma of §4.5.2: g^2 = (sigma^2)' - 2 f sigma^2 = -2 sigma^2 lambda'
+    t = off_knots(sched, INTERIOR).clone().requires_grad_(True)
+    dlam, = torch.autograd.grad(sched.lam(t).sum(), t)
+    torch.testing.assert_close(sched.g2(t.detach()), -2 * sched.sigma(t.detach()) ** 2 * dlam, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
+def test_lambda_inverse_round_trip(sched):
+    t = torch.linspace(0.01, 0.98, 50, dtype=torch.float64)
+    torch.testing.assert_close(sched.inv_lam(sched.lam(t)), t, rtol=0, atol=1e-9)
+    # the generic bisection agrees with each closed form
+    torch.testing.assert_close(dl.Schedule.inv_lam(sched, sched.lam(t)), t, rtol=0, atol=1e-9)
+    assert (sched.lam(t)[1:] < sched.lam(t)[:-1]).all(), "lambda must decrease in t"
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
+def test_moment_odes_reproduce_alpha_sigma(sched):
+    # §4.1.2: for dx = f x dt + g dw, m' = f m and P' = 2 f P + g^2 with m(0) = 1, P(0) = 0
+    # must give back m = alpha_t and P = sigma_t^2 (the lemma of §4.5.2 read backwards).
+    T = 0.97
+
+    def rhs(t, y):
+        tt = torch.tensor(t, dtype=torch.float64)
+        f, g2 = float(sched.f(tt)), float(sched.g2(tt))
+        return [f * y[0], 2 * f * y[1] + g2]
+
+    ts = np.linspace(0, T, 9)
+    sol = solve_ivp(rhs, (0, T), [1.0, 0.0], t_eval=ts, rtol=1e-11, atol=1e-12, max_step=0.01)
+    tt = torch.tensor(ts)
+    np.testing.assert_allclose(sol.y[0], sched.alpha(tt).numpy(), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(sol.y[1], (sched.sigma(tt) ** 2).numpy(), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
+def test_kernel_semigroup(sched):
+    # p(x_s | x_t) composed through an intermediate u equals the direct kernel
+    t, u, s = 0.2, 0.45, 0.8
+    a_ut, s_ut = sched.kernel(t, u)
+    a_su, s_su = sched.kernel(u, s)
+    a_st, s_st = sched.kernel(t, s)
+    torch.testing.assert_close(a_su * a_ut, a_st)
+    torch.testing.assert_close(a_su ** 2 * s_ut ** 2 + s_su ** 2, s_st ** 2)
+    # and from t = 0 it is the forward kernel itself
+    a0, s0 = sched.kernel(0.0, s)
+    torch.testing.assert_close(a0, sched.alpha(s))
+    torch.testing.assert_close(s0, sched.sigma(s))
+
+
+def bayes_posterior_1d(prior_mean, prior_std, a, noise_std, obs):
+    """Mean and variance of p(x | y) for x ~ N(prior_mean, prior_std^2), y = a x + noise_std * e,
+    computed by brute-force quadrature on a grid (an independent route to the lemmas)."""
+    grid = np.linspace(prior_mean - 12 * prior_std, prior_mean + 12 * prior_std, 200001)
+    logp = -0.5 * ((grid - prior_mean) / prior_std) ** 2 - 0.5 * ((obs - a * grid) / noise_std) ** 2
+    w = np.exp(logp - logp.max())
+    w /= w.sum()
+    mean = (w * grid).sum()
+    return mean, (w * (grid - mean) ** 2).sum()
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
+def test_posterior_matches_bayes(sched):
+    # lemma of §4.5.3: p(x_t | x_s, x0) from p(x_t | x0) p(x_s | x_t)
+    t, s, x0, xs = 0.3, 0.55, 0.7, -0.4
+    c_s, c_0, std = (float(v) for v in sched.posterior(t, s))
+    a_st, s_st = (float(v) for v in sched.kernel(t, s))
+    mean, var = bayes_posterior_1d(float(sched.alpha(t)) * x0, float(sched.sigma(t)), a_st, s_st, xs)
+    assert c_s * xs + c_0 * x0 == pytest.approx(mean, abs=1e-7)
+    assert std ** 2 == pytest.approx(var, rel=1e-5)
+
+
+@pytest.mark.parametrize("beta_is", ["std", "variance"])
+def test_ddpm_posterior_lemma_222(beta_is):
+    # Lemma 2.2.2 (Eq. 2.2.4) in the book's notation, checked against schedule.posterior and Bayes.
+    betas = torch.linspace(0.05, 0.4, 12, dtype=torch.float64)
+    sched = dl.DiscreteSchedule(betas, beta_is=beta_is)
+    i = 7
+    beta_std = betas[i - 1] if beta_is == "std" else betas[i - 1].sqrt()   # beta_i as a std
+    a_i = torch.sqrt(1 - beta_std ** 2)
+    ab, ab_prev = sched.alpha_bars[i], sched.alpha_bars[i - 1]
+    mu_x = ab_prev * beta_std ** 2 / (1 - ab ** 2)
+    mu_xi = (1 - ab_prev ** 2) * a_i / (1 - ab ** 2)
+    var = (1 - ab_prev ** 2) / (1 - ab ** 2) * beta_std ** 2
+    c_s, c_0, std = sched.posterior(sched.time(i - 1), sched.time(i))
+    torch.testing.assert_close(c_0, mu_x)
+    torch.testing.assert_close(c_s, mu_xi)
+    torch.testing.assert_close(std ** 2, var)
+    mean, v = bayes_posterior_1d(float(ab_prev) * 0.3, float((1 - ab_prev ** 2).sqrt()), float(a_i), float(beta_std), 1.1)
+    assert float(mu_x * 0.3 + mu_xi * 1.1) == pytest.approx(mean, abs=1e-7)
+    assert float(var) == pytest.approx(v, rel=1e-5)
+
+
+def test_discrete_beta_conventions_and_chain(gen):
+    # the book: beta is a std, alpha_i = sqrt(1 - beta_i^2), bar-alpha = prod alpha (Eq. 2.2.1)
+    beta = 0.1
+    sched = dl.DiscreteSchedule(torch.full((20,), beta), beta_is="std")
+    i = torch.arange(21, dtype=torch.float64)
+    torch.testing.assert_close(sched.alpha_bars, (1 - beta ** 2) ** (i / 2))
+    ho = dl.DiscreteSchedule(torch.full((20,), beta), beta_is="variance")
+    torch.testing.assert_close(ho.alpha_bars, (1 - beta) ** (i / 2))
+    # simulate the chain step by step: Var[x_i | x_0] = 1 - bar-alpha_i^2 (Monte Carlo, n = 40000)
+    n, x0 = 40000, 2.0
+    x = torch.full((n,), x0, dtype=torch.float64)
+    for _ in range(20):
+        x = math.sqrt(1 - beta ** 2) * x + beta * torch.randn(n, generator=gen, dtype=torch.float64)
+    ab = float(sched.alpha_bars[-1])
+    var = 1 - ab ** 2
+    assert float(x.mean()) == pytest.approx(ab * x0, abs=4 * math.sqrt(var / n))
+    assert float(x.var()) == pytest.approx(var, abs=4 * var * math.sqrt(2 / n))
+    # the continuous schedule passes through the chain's knots
+    torch.testing.assert_close(sched.alpha(sched.time(i)), sched.alpha_bars)
+
+
+def test_special_values():
+    t = torch.tensor([0.2, 0.6], dtype=torch.float64)
+    fm = dl.RectifiedFlow()
+    torch.testing.assert_close(fm.f(t), -1 / (1 - t))                     # map §4(e) checkable facts
+    torch.testing.assert_close(fm.g2(t), 2 * t / (1 - t))
+    vp = dl.VPLinear(0.1, 20.0)
+    B = 0.1 * t + 0.5 * 19.9 * t ** 2
+    torch.testing.assert_close(vp.alpha(t), torch.exp(-B / 2))            # Table 4.1
+    torch.testing.assert_close(vp.g2(t), vp.beta(t))                      # g = sqrt(beta) for VP
+    torch.testing.assert_close(vp.f(t), -0.5 * vp.beta(t))
+    ve = dl.VEGeometric(0.01, 50.0)
+    torch.testing.assert_close(ve.sigma(t) ** 2, (0.01 * (5000 ** t)) ** 2 - 0.01 ** 2)
+    for s in (dl.VPLinear(), dl.Cosine(), dl.Trig(), dl.DiscreteSchedule.linear(50)):
+        torch.testing.assert_close(s.alpha(t) ** 2 + s.sigma(t) ** 2 / getattr(s, "sigma_d", 1) ** 2,
+                                   torch.ones_like(t))
+
+
+@settings(max_examples=60, deadline=None)
+@given(t=st.one_of(st.just(0.0), st.just(1.0), st.floats(0, 1)), idx=st.integers(0, len(SCHEDULES) - 1))
+def test_finite_or_clear_error(t, idx):
+    """Every quantity is finite wherever it is defined and raises ValueError where it is not;
+    lambda is the only one allowed to be +-inf (the extended-real limit at the end points)."""
+    sched = SCHEDULES[idx]
+    for name in ("alpha", "sigma", "d_alpha", "d_sigma2", "d_sigma", "f", "g2"):
+        try:
+            value = getattr(sched, name)(t)
+        except ValueError as err:
+            assert "t =" in str(err)
+            continue
+        assert torch.isfinite(value).all(), f"{sched.name}.{name}({t}) = {value}"
+    for extended in (sched.lam(t), sched.snr(t)):   # +-inf allowed, NaN never
+        assert not torch.isnan(extended).any()
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="unknown schedule 'vq'.*allowed: cosine"):
+        dl.get_schedule("vq")
+    with pytest.raises(ValueError, match=r"t.*\[0, 1\]"):
+        dl.VPLinear().alpha(1.5)
+    with pytest.raises(ValueError, match="t contains NaN"):
+        dl.VPLinear().sigma(float("nan"))
+    with pytest.raises(TypeError, match="t must be"):
+        dl.VPLinear().sigma("0.5")
+    with pytest.raises(ValueError, match="beta_min"):
+        dl.VPLinear(beta_min=-1)
+    with pytest.raises(ValueError, match="beta_is"):
+        dl.DiscreteSchedule([0.1], beta_is="var")
+    with pytest.raises(ValueError, match="betas"):
+        dl.DiscreteSchedule([0.1, 1.2])
+    with pytest.raises(ValueError, match="d_sigma is not defined at t = 0"):
+        dl.VPLinear().d_sigma(0.0)
+    with pytest.raises(ValueError, match="t <= s"):
+        dl.VPLinear().kernel(0.6, 0.3)
+
+
+def test_config_round_trip():
+    for sched in SCHEDULES:
+        again = dl.get_schedule(**sched.config())
+        t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+        torch.testing.assert_close(again.alpha(t), sched.alpha(t))
+        torch.testing.assert_close(again.sigma(t), sched.sigma(t))

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# dpm-lab's one entry point.
+#   bash run.sh lab    install what is missing, then open JupyterLab on the course
+#   bash run.sh test   install what is missing, then run every test (package + notebooks)
+# Everything goes into ./.venv (created with access to packages you already have).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+ensure_env() {
+  if [ ! -x .venv/bin/python ]; then
+    "${PYTHON:-python3}" -m venv --system-site-packages .venv
+  fi
+  PY=.venv/bin/python
+  if ! "$PY" -c "import torch" 2>/dev/null; then
+    # a plain 'torch' requirement would pull several GB of CUDA packages on Linux;
+    # the CPU build is enough for the course (a GPU is used when present)
+    "$PY" -m pip install -q "torch==2.13.0" \
+      || "$PY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+  fi
+  if ! "$PY" -c "import dpm_lab, nbval, hypothesis, ipywidgets, jupyterlab, sklearn, scipy, tqdm, matplotlib" 2>/dev/null \
+     || [ "$("$PY" -c 'import dpm_lab, os; print(os.path.dirname(os.path.dirname(os.path.abspath(dpm_lab.__file__))))')" != "$PWD" ]; then
+    "$PY" -m pip install -q -e ".[test]"
+  fi
+}
+
+case "${1:-}" in
+  lab)
+    ensure_env
+    exec .venv/bin/python -m jupyter lab chapters/00_tour.ipynb
+    ;;
+  test)
+    ensure_env
+    export OMP_NUM_THREADS=1 DPM_LAB_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+    exec .venv/bin/python -m pytest -p no:cacheprovider --nbval-lax tests chapters "${@:2}"
+    ;;
+  *)
+    echo "usage: bash run.sh lab | bash run.sh test" >&2
+    exit 2
+    ;;
+esac

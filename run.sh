@@ -26,7 +26,9 @@ ensure_env() {
 case "${1:-}" in
   lab)
     ensure_env
-    exec .venv/bin/python -m jupyter lab chapters/00_tour.ipynb
+    extra=()
+    if [ "$(id -u)" = 0 ]; then extra=(--allow-root); fi   # containers and cloud machines
+    exec .venv/bin/python -m jupyter lab "${extra[@]}" chapters/00_tour.ipynb
     ;;
   test)
     ensure_env

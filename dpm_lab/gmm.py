@@ -172,8 +172,9 @@ class GaussianMixture:
         """Per-component quantities at (x_t, t): responsibilities r (B, K), whitened
         residual z = U^T (x - a mu) (B, K, D), and C's eigenvalues (B or 1, K, D)."""
         self._check_input(x_t)
-        t = as_time(t)
+        t = as_time(t).to(x_t.device)
         x = x_t.double()
+        self._to(x.device)
         a = expand_t(schedule.alpha(t), x)[..., None]      # (B,1,1) or ()
         s = expand_t(schedule.sigma(t), x)[..., None]
         denom = a ** 2 * self._evals + s ** 2                # eigenvalues of C_k
@@ -187,6 +188,14 @@ class GaussianMixture:
         if c is not None:
             logits = logits.masked_fill(~self._class_mask(c), -math.inf)
         return logits, z, denom, a
+
+    def _to(self, dev):
+        """Keep the parameters on the device of the input (moved once, then cached)."""
+        if self.means.device != dev:
+            self.means, self.weights = self.means.to(dev), self.weights.to(dev)
+            self._evals, self._evecs = self._evals.to(dev), self._evecs.to(dev)
+            if self.labels is not None:
+                self.labels = self.labels.to(dev)
 
     def _back(self, w):  # U w, (B, K, D)
         return w if self.isotropic else torch.einsum("kid,bkd->bki", self._evecs, w)

@@ -115,6 +115,9 @@ class Schedule:
     def kernel(self, t: Time, s: Time) -> tuple[torch.Tensor, torch.Tensor]:
         """Between-time kernel p(x_s | x_t) = N(alpha_{s|t} x_t, sigma_{s|t}^2 I) for t <= s (§4.5.3).
 
+        Note the order: the CLEANER time t comes first (the book's notation), while sampler steps
+        are written step(model, x, s, t) with s the noisier time.
+
         alpha_{s|t} = alpha_s / alpha_t and sigma_{s|t}^2 = sigma_s^2 - alpha_{s|t}^2 sigma_t^2.
         """
         t, s = as_time(t, name="t"), as_time(s, name="s")
@@ -129,6 +132,8 @@ class Schedule:
 
     def posterior(self, t: Time, s: Time) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Coefficients of p(x_t | x_s, x0) = N(c_s x_s + c_0 x0, std^2 I), t < s (lemma in §4.5.3).
+
+        The cleaner time t comes first, as in kernel(t, s).
 
         c_s = alpha_{s|t} sigma_t^2 / sigma_s^2, c_0 = alpha_t sigma_{s|t}^2 / sigma_s^2,
         std = sigma_{s|t} sigma_t / sigma_s.  Returns (c_s, c_0, std).
@@ -213,7 +218,8 @@ class Cosine(Schedule):
         self._c = math.cos(self.offset / (1 + self.offset) * math.pi / 2)
 
     def _phase(self, t): return (t + self.offset) / (1 + self.offset) * math.pi / 2
-    def _alpha(self, t): return (torch.cos(self._phase(t)) / self._c).clamp(0.0, 1.0)
+    def _alpha(self, t):  # exactly 0 at t = 1 (cos(pi/2) is 6e-17 in floating point)
+        return torch.where(t >= 1, torch.zeros_like(t), (torch.cos(self._phase(t)) / self._c).clamp(0.0, 1.0))
     def _sigma(self, t): return torch.sqrt((1 - self._alpha(t) ** 2).clamp_min(0))
 
     def _d_alpha(self, t):
@@ -304,7 +310,8 @@ class Trig(Schedule):
             raise ValueError(f"Trig needs sigma_d > 0, got {sigma_d}")
         self.sigma_d = float(sigma_d)
 
-    def _alpha(self, t): return torch.cos(math.pi / 2 * t).clamp_min(0)
+    def _alpha(self, t):  # exactly 0 at t = 1
+        return torch.where(t >= 1, torch.zeros_like(t), torch.cos(math.pi / 2 * t).clamp_min(0))
     def _sigma(self, t): return self.sigma_d * torch.sin(math.pi / 2 * t)
     def _d_alpha(self, t): return -math.pi / 2 * torch.sin(math.pi / 2 * t)
 

@@ -1,0 +1,134 @@
+"""Dynamics on exact fields: the forward SDE's kernel, shared marginals of the reverse SDE, PF-ODE and
+the gamma-family (§6.4), drift identities, and Langevin vs annealed Langevin on mode weights (§3.4.1).
+
+Monte Carlo tolerances are 4 standard errors computed from the samples themselves."""
+import math
+
+import pytest
+import torch
+
+from dpm_lab import dynamics, gmm, grids, samplers, schedules
+
+N = 4000
+T_END = 0.02
+
+
+def _mixture():
+    covs = [[[0.3, 0.1], [0.1, 0.15]], [[0.1, 0.0], [0.0, 0.4]]]
+    return gmm.GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.0, -0.3]], covs)
+
+
+def _moment_z(x, mean, cov):
+    """z-scores of the sample mean (D,) and of the sample second central moments (D*D,) about `mean`."""
+    n = x.shape[0]
+    xc = x - mean
+    second = (xc[:, :, None] * xc[:, None, :]).flatten(1)
+    z1 = (x.mean(0) - mean) / (x.std(0) / math.sqrt(n))
+    z2 = (second.mean(0) - cov.flatten()) / (second.std(0) / math.sqrt(n))
+    return torch.cat([z1, z2]).abs().max().item()
+
+
+def test_forward_sde_reproduces_the_kernel(gen):
+    sched = schedules.VPLinear()
+    x0 = torch.tensor([[1.5, -2.0]], dtype=torch.float64).expand(N, 2)
+    times = torch.linspace(0, 0.6, 301, dtype=torch.float64)
+    path = dynamics.forward_sde(x0, times, sched, generator=gen)
+    assert path.shape == (301, N, 2)
+    a, s = sched.alpha(0.6), sched.sigma(0.6)
+    z = _moment_z(path[-1], a * x0[0], s ** 2 * torch.eye(2, dtype=torch.float64))
+    assert z < 4, z
+    # the EDM/VE kernel: alpha = 1, variance sigma_t^2
+    edm = schedules.EDM(sigma_max=2.0)
+    path = dynamics.forward_sde(x0, torch.linspace(0, 1, 201, dtype=torch.float64), edm, generator=gen)
+    assert _moment_z(path[-1], x0[0], 4.0 * torch.eye(2, dtype=torch.float64)) < 4
+
+
+@pytest.fixture(scope="module")
+def vp_setup():
+    sched = schedules.VPLinear()
+    mix = _mixture()
+    marg = mix.marginal(sched, T_END)
+    x1 = torch.randn(N, 2, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    grid = grids.time_grid(sched, 200, "uniform", t_min=T_END)
+    return mix.model(sched), x1, grid, marg.mean(), marg.cov()
+
+
+SHARED = [("euler_maruyama", {}), ("gamma_sde", {"gamma": 0.0}), ("gamma_sde", {"gamma": 0.6}),
+          ("gamma_sde", {"gamma": lambda t: 2.0 * (1 - t) + 0.5}), ("ddpm", {}), ("ddim", {"eta": 0.5}),
+          ("dpmpp_2m", {}), ("edm", {"churn": 0.1})]
+
+
+@pytest.mark.parametrize("name,opts", SHARED, ids=[f"{n}-{i}" for i, (n, _) in enumerate(SHARED)])
+def test_reverse_sde_pf_ode_and_gamma_family_share_marginals(vp_setup, name, opts):
+    model, x1, grid, mean, cov = vp_setup
+    x = samplers.solve(model, x1, grid, name, generator=torch.Generator().manual_seed(5), **opts)
+    z = _moment_z(x, mean, cov)
+    assert z < 4, f"{name} {opts}: max |z| = {z:.2f}"
+
+
+def test_marginal_check_has_power(vp_setup):
+    """A wrong sampler (Anderson's drift without its noise) must fail the same check."""
+    model, x1, grid, mean, cov = vp_setup
+    x = x1
+    for s, t in zip(grid[:-1].tolist(), grid[1:].tolist()):
+        x = x - (s - t) * dynamics.reverse_drift(model, x, s)
+    assert _moment_z(x, mean, cov) > 10
+
+
+def test_gamma_drift_identities(gen):
+    """gamma = 0 is the PF-ODE velocity and gamma = g is Anderson's drift f x - g^2 s (§6.4)."""
+    for sched in [schedules.VPLinear(), schedules.EDM(), schedules.RectifiedFlow()]:
+        model = _mixture().model(sched)
+        for t in [0.05, 0.4, 0.9]:
+            x = _mixture().sample_marginal(64, t, sched, generator=gen, dtype=torch.float64)
+            torch.testing.assert_close(dynamics.gamma_drift(model, x, t, 0.0), dynamics.pf_ode_velocity(model, x, t))
+            torch.testing.assert_close(dynamics.gamma_drift(model, x, t, "g"), dynamics.reverse_drift(model, x, t))
+
+
+def test_annealed_langevin_recovers_weights_plain_langevin_does_not(gen):
+    """§3.4.1: with modes 8 apart, Langevin at the data score keeps the starting split, annealing fixes it."""
+    mix = gmm.GaussianMixture([0.8, 0.2], [[-4.0], [4.0]], stds=0.5)
+    ve = schedules.VEGeometric(0.01, 20.0)
+    levels = ve.inv_lam(-torch.linspace(math.log(20.0), math.log(0.1), 30, dtype=torch.float64))
+    x = 20 * torch.randn(N, 1, generator=gen, dtype=torch.float64)
+    xa = dynamics.annealed_langevin(mix.model(ve), x, levels, n_steps=30, delta=0.1 * 0.1 ** 2, generator=gen)
+    xp = dynamics.langevin(mix.data_score, x.clamp(-8, 8), 300, 0.05, generator=gen)
+    frac_a, frac_p = (xa < 0).double().mean().item(), (xp < 0).double().mean().item()
+    assert abs(frac_a - 0.8) < 0.05, frac_a
+    assert abs(frac_p - 0.8) > 0.2, frac_p
+    assert abs(xa[xa < 0].std().item() - 0.5) < 0.1   # and the modes have the right width
+
+
+def test_langevin_stationary_variance(gen):
+    mix = gmm.GaussianMixture([1.0], [[1.0]], stds=0.7)
+    x = dynamics.langevin(mix.data_score, torch.zeros(N, 1, dtype=torch.float64), 400, 0.01, generator=gen)
+    assert abs(x.mean().item() - 1.0) < 4 * 0.7 / math.sqrt(N)
+    assert abs(x.var().item() - 0.49) < 0.05     # eta = 0.01 adds an O(eta) bias of about 0.001
+
+
+def test_predictor_corrector(vp_setup):
+    model, x1, grid, mean, cov = vp_setup
+    sub = grid[::4]
+    x = dynamics.predictor_corrector(model, x1, sub, predictor="ddim", corrector_steps=1, snr=0.16,
+                                     generator=torch.Generator().manual_seed(3))
+    assert torch.isfinite(x).all()
+    assert _moment_z(x, mean, cov) < 4
+
+
+def test_bad_inputs(gen):
+    model = _mixture().model(schedules.VPLinear())
+    x = torch.randn(4, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="gamma"):
+        dynamics.gamma_drift(model, x, 0.5, -1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        dynamics.gamma_drift(model, x, 0.5, "h")
+    with pytest.raises(ValueError, match="ascending"):
+        dynamics.forward_sde(x, [0.5, 0.1], model.schedule, generator=gen)
+    with pytest.raises(ValueError, match="descending"):
+        dynamics.annealed_langevin(model, x, [0.1, 0.5], generator=gen)
+    with pytest.raises(ValueError, match="step_size"):
+        dynamics.langevin(lambda y: y, x, 10, 0.0)
+    with pytest.raises(ValueError, match="unknown predictor"):
+        dynamics.predictor_corrector(model, x, [1.0, 0.5], predictor="nope")
+    with pytest.raises(ValueError, match="alpha"):   # f is undefined where alpha = 0
+        dynamics.reverse_drift(_mixture().model(schedules.RectifiedFlow()), x, 1.0)

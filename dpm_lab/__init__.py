@@ -5,9 +5,12 @@
     gmm = dl.datasets.eight_gaussians_mixture()
     eps = gmm.eps(x_t, t, sched)          # exact E[eps | x_t]
 """
-from . import datasets, gmm, grids, param, schedules, utils
+from . import datasets, gmm, grids, param, schedules, utils  # math core, ground truth, data
+from . import digit_eval, images  # image data and evaluation
+from . import dynamics, fast_solvers, guidance, likelihood, samplers  # sampling
 from .gmm import GaussianMixture, MixtureModel, PointSet
 from .grids import GRIDS, time_grid
+from .samplers import SOLVERS, sample, solve, trajectory
 from .param import KINDS, Model, all_predictions, convert, error_scale, pf_ode_drift, target_coefficients, to_x0_eps
 from .schedules import (EDM, SCHEDULES, Cosine, DiscreteSchedule, RectifiedFlow, Schedule, Trig, VEGeometric,
                         VPLinear, get_schedule)

@@ -1,0 +1,84 @@
+"""Guidance as a combination of fields (§8.2, §8.3), wrapped as a Model so every sampler can use it.
+
+Classifier-free guidance (§8.3, the book's omega convention):
+    s_cfg(x_t, c) = omega * s(x_t, t, c) + (1 - omega) * s(x_t, t, null)
+omega = 1 is the plain conditional model and omega = 0 the unconditional one.  Every prediction
+kind is affine in the score with a c-independent offset, so the same weights apply to x0, eps,
+v or velocity outputs directly.
+
+Classifier guidance (§8.2):  s_cg(x_t, c) = s(x_t, t) + omega * grad_x log p(c | x_t, t).
+"""
+from __future__ import annotations
+
+import torch
+
+from .param import KINDS, Model
+from .utils import check_choice
+
+__all__ = ["CFG", "ClassifierGuidance"]
+
+
+def _labels(c, x: torch.Tensor) -> torch.Tensor:
+    if c is None:
+        raise ValueError("guidance needs a class label c (an int or a (B,) tensor)")
+    c = torch.as_tensor(c, device=x.device).long()
+    return c.expand(x.shape[0]) if c.dim() == 0 else c
+
+
+class CFG(Model):
+    """Classifier-free guidance around a model trained with label dropout (§8.3).
+
+    Args:
+        model: a conditional Model whose label `null_label` means "no condition".
+        omega: guidance weight (book convention: 1 = conditional, 0 = unconditional).
+        null_label: the null class index (nets use n_classes for it).
+        c: a fixed class (or pass c to predict / to the sampler).
+    """
+
+    def __init__(self, model: Model, omega: float, null_label: int, c=None):
+        self.model, self.omega, self.null_label, self.c = model, float(omega), int(null_label), c
+        self.schedule, self.kind = model.schedule, model.kind
+
+    def raw(self, x_t, t, c=None):
+        return self.predict(x_t, t, self.kind, c)
+
+    def predict(self, x_t, t, kind="eps", c=None):
+        check_choice(kind, KINDS, "prediction kind")
+        c = _labels(self.c if c is None else c, x_t)
+        if self.omega == 1.0:
+            return self.model.predict(x_t, t, kind, c)
+        null = torch.full_like(c, self.null_label)
+        # one batched call for both branches (the time may be per-sample)
+        tt = torch.as_tensor(t, dtype=torch.float64)
+        tt = torch.cat([tt, tt]) if tt.dim() else tt
+        both = self.model.predict(torch.cat([x_t, x_t]), tt, kind, torch.cat([c, null]))
+        cond, uncond = both.chunk(2)
+        return self.omega * cond + (1 - self.omega) * uncond
+
+
+class ClassifierGuidance(Model):
+    """Classifier guidance (§8.2): score + omega * grad log p_psi(c | x_t, t).
+
+    Args:
+        model: an unconditional Model; classifier: a module (x_t, t) -> logits (B, C);
+        omega: guidance weight; c: a fixed class (or pass c).
+    """
+
+    def __init__(self, model: Model, classifier, omega: float, c=None):
+        self.model, self.classifier, self.omega, self.c = model, classifier, float(omega), c
+        self.schedule, self.kind = model.schedule, "score"
+
+    def raw(self, x_t, t, c=None):
+        c = _labels(self.c if c is None else c, x_t)
+        with torch.enable_grad():
+            x = x_t.detach().requires_grad_(True)
+            logp = torch.log_softmax(self.classifier(x, t), -1).gather(1, c[:, None]).sum()
+            grad, = torch.autograd.grad(logp, x)
+        return self.model.predict(x_t, t, "score") + self.omega * grad
+
+    def predict(self, x_t, t, kind="eps", c=None):
+        check_choice(kind, KINDS, "prediction kind")
+        from .param import convert
+        return convert(self.schedule, x_t, t, self.raw(x_t, t, c), "score", kind)
+
+

@@ -37,6 +37,15 @@ def _validate_weights(weights, K):
     return w / w.sum()
 
 
+def _validate_labels(labels, K):
+    if labels is None:
+        return None
+    lab = torch.as_tensor(labels).long().flatten()
+    if lab.numel() != K or (lab < 0).any():
+        raise ValueError(f"labels must hold {K} non-negative class indices")
+    return lab
+
+
 class GaussianMixture:
     """A mixture sum_k w_k N(mu_k, Sigma_k) in any dimension, with exact noised fields.
 
@@ -75,12 +84,7 @@ class GaussianMixture:
                 raise ValueError("covs must be symmetric")
             self._evals, self._evecs = torch.linalg.eigh(S)
             self._check_var(self._evals, "covs")
-        self.labels = None
-        if labels is not None:
-            lab = torch.as_tensor(labels).long().flatten()
-            if lab.numel() != K or (lab < 0).any():
-                raise ValueError(f"labels must hold {K} non-negative class indices")
-            self.labels = lab
+        self.labels = _validate_labels(labels, K)
 
     def _check_var(self, var, name):
         if torch.isnan(var).any() or (var <= 0).any():
@@ -330,12 +334,7 @@ class PointSet(GaussianMixture):
         self.means, self.weights, self.isotropic = pts, _validate_weights(weights, N), True
         self._evals = torch.zeros(N, D, dtype=torch.float64)
         self._evecs = torch.eye(D, dtype=torch.float64).expand(N, D, D)
-        self.labels = None
-        if labels is not None:
-            lab = torch.as_tensor(labels).long().flatten()
-            if lab.numel() != N or (lab < 0).any():
-                raise ValueError(f"labels must hold {N} non-negative class indices")
-            self.labels = lab
+        self.labels = _validate_labels(labels, N)
 
     def sample(self, n, *, generator=None, c=None, dtype=torch.float32, return_labels=False):
         """Draw n of the points (with replacement)."""

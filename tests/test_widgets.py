@@ -1,0 +1,141 @@
+"""Tests of dpm_lab.widgets: explorers' update() runs headless and returns the exact values."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import dpm_lab as dl  # noqa: E402
+from dpm_lab import widgets  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_schedule_explorer_matches_schedules():
+    ex = widgets.ScheduleExplorer(n=64)
+    d = ex.update(t=0.5, schedules=("vp", "cosine", "ve"))
+    for name, sch in (("vp", dl.VPLinear()), ("cosine", dl.Cosine()), ("ve", dl.VEGeometric())):
+        assert d["alpha_t"][name] == pytest.approx(float(sch.alpha(0.5)), abs=1e-12)
+        assert d["sigma_t"][name] == pytest.approx(float(sch.sigma(0.5)), abs=1e-12)
+        assert d["lam_t"][name] == pytest.approx(float(sch.lam(0.5)), abs=1e-12)
+    sch = dl.VPLinear()
+    assert torch.allclose(d["x_t"], sch.alpha(0.5) * ex.x0 + sch.sigma(0.5) * ex.eps)
+    assert torch.allclose(d["image_t"], sch.alpha(0.5) * ex.image + sch.sigma(0.5) * ex.image_eps)
+    assert ex.controls["t"].value == 0.5          # update moves the control
+
+
+def test_schedule_explorer_t0_is_data_and_cache():
+    ex = widgets.ScheduleExplorer(n=32)
+    d = ex.update(t=0.0, schedules=("flow",))
+    assert torch.equal(d["x_t"], ex.x0)
+    misses = ex.misses
+    ex.update(curve="snr")                         # drawing-only control: no recompute
+    ex.update(t=0.0)
+    assert ex.misses == misses and ex.hits >= 2
+    fig = ex.figure()
+    assert len(fig.axes) >= 3
+
+
+def test_explorer_rejects_unknown_control():
+    ex = widgets.ScheduleExplorer(n=16)
+    with pytest.raises(ValueError, match="unknown control"):
+        ex.update(tt=0.3)
+
+
+def test_explorer_cache_is_bounded():
+    ex = widgets.ScheduleExplorer(n=16)
+    ex.cache_size = 3
+    for t in (0.1, 0.2, 0.3, 0.4, 0.5):
+        ex.update(t=t)
+    assert len(ex._cache) == 3
+
+
+def test_field_explorer_exact_fields():
+    gmm = dl.datasets.eight_gaussians_mixture()
+    ex = widgets.FieldExplorer(gmm, n=7, n_density=20)
+    d = ex.update(t=0.4, schedule="cosine")
+    sch = dl.Cosine()
+    for kind in ("x0", "eps", "score", "velocity"):
+        assert torch.allclose(d["exact"][kind], gmm.predict(d["points"], 0.4, sch, kind))
+    assert torch.allclose(d["log_p"].flatten(), gmm.log_prob_t(dl.viz.grid_points(3.0, 20)[2], 0.4, sch))
+    ex.figure()
+
+
+def test_field_explorer_learned_row_is_exact_model():
+    gmm = dl.datasets.eight_gaussians_mixture()
+    sch = dl.VPLinear()
+    ex = widgets.FieldExplorer(gmm, model=gmm.model(sch), n=5, n_density=10)
+    d = ex.update(t=0.5)
+    assert max(d["rmse"].values()) < 1e-5          # the exact model IS the exact field
+    assert ex.controls["schedule"].disabled
+    assert len(ex.figure().axes) == 8
+
+
+def test_trajectory_explorer_first_step_and_prior():
+    gmm = dl.datasets.eight_gaussians_mixture()
+    sch = dl.VPLinear()
+    ex = widgets.TrajectoryExplorer(gmm, schedule=sch, n_samples=32)
+    d = ex.update(sampler="ddim", nfe=5, eta=0.0, seed=3)
+    traj, times = d["trajectory"], d["times"]
+    assert traj.shape == (6, 32, 2) and torch.allclose(times, dl.time_grid(sch, 5))
+    x1 = sch.sample_prior((32, 2), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert torch.equal(traj[0], x1)
+    t, s = float(times[0]), float(times[1])
+    step = sch.alpha(s) * gmm.x0(x1, t, sch) + sch.sigma(s) * gmm.eps(x1, t, sch)   # DDIM, eta = 0
+    assert torch.allclose(traj[1], step, atol=1e-10)
+
+
+def test_trajectory_explorer_samplers_and_scrubber():
+    gmm = dl.datasets.eight_gaussians_mixture()
+    ex = widgets.TrajectoryExplorer(gmm, n_samples=64)
+    good = ex.update(sampler="ddim", nfe=30, seed=0)["mean_log_p"]
+    bad = ex.update(sampler="ddim", nfe=2, seed=0)["mean_log_p"]
+    assert good > bad and good > -2.5
+    d1 = ex.update(sampler="ddpm", nfe=20, seed=1)
+    d2 = ex.update(sampler="ddpm", nfe=20, seed=2)
+    assert not torch.allclose(d1["final"], d2["final"])
+    euler = ex.update(sampler="euler", nfe=40, seed=0)
+    assert euler["mean_log_p"] > -3.0
+    misses = ex.misses
+    ex.update(step=3)                               # scrubbing never recomputes
+    assert ex.misses == misses
+    ex.figure()
+    with pytest.raises(ValueError, match="unknown sampler"):
+        widgets.reference_sampler(gmm.model(dl.VPLinear()), torch.zeros(2, 2), dl.time_grid(dl.VPLinear(), 2), "rk4")
+
+
+def test_widget_builds_vbox():
+    import ipywidgets
+
+    ex = widgets.ScheduleExplorer(n=16)
+    box = ex.widget()
+    assert isinstance(box, ipywidgets.VBox)
+    ex.set_value("t", 0.7)                          # a control change redraws without error
+    assert ex.values["t"] == 0.7
+
+
+def test_reference_sampler_matches_package_samplers():
+    samplers = pytest.importorskip("dpm_lab.samplers")
+    gmm = dl.datasets.eight_gaussians_mixture()
+    model = gmm.model(dl.VPLinear())
+    x1 = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    grid = dl.time_grid(model.schedule, 8)
+    for method in ("ddim", "euler"):
+        ours = widgets.reference_sampler(model, x1, grid, method)
+        theirs = samplers.trajectory(model, x1, grid, method)
+        assert torch.allclose(ours, theirs, atol=1e-8), method
+
+
+def test_trajectory_explorer_package_methods():
+    pytest.importorskip("dpm_lab.samplers")
+    ex = widgets.TrajectoryExplorer(n_samples=32)
+    if "heun" not in ex.controls["sampler"].options:
+        pytest.skip("heun not registered")
+    d = ex.update(sampler="heun", nfe=20, seed=0)
+    assert d["trajectory"].shape == (11, 32, 2) and d["mean_log_p"] > -3.0

@@ -65,8 +65,13 @@ class Schedule:
         return self._d_sigma2(as_time(t))
 
     def d_sigma(self, t: Time) -> torch.Tensor:
-        """d sigma_t / dt = (d sigma_t^2 / dt) / (2 sigma_t); infinite where sigma_t = 0 < d sigma^2/dt."""
+        """d sigma_t / dt = (d sigma_t^2 / dt) / (2 sigma_t); infinite where sigma_t = 0 < d sigma^2/dt.
+
+        Schedules whose sigma_t is linear near 0 (EDM, flow, trig) give it in closed form instead.
+        """
         t = as_time(t)
+        if hasattr(self, "_d_sigma"):
+            return self._d_sigma(t)
         sig, ds2 = self._sigma(t), self._d_sigma2(t)
         safe = torch.where(sig > 0, sig, torch.ones_like(sig))
         at_zero = torch.where(ds2 == 0, torch.zeros_like(ds2), torch.full_like(ds2, math.inf))
@@ -278,6 +283,7 @@ class EDM(Schedule):
     def _sigma(self, t): return self.sigma_max * t
     def _d_alpha(self, t): return torch.zeros_like(t)
     def _d_sigma2(self, t): return 2 * self.sigma_max ** 2 * t
+    def _d_sigma(self, t): return torch.full_like(t, self.sigma_max)
 
     def inv_lam(self, lam):
         lam = torch.as_tensor(lam, dtype=torch.float64)
@@ -295,6 +301,7 @@ class RectifiedFlow(Schedule):
     def _sigma(self, t): return t.clone()
     def _d_alpha(self, t): return -torch.ones_like(t)
     def _d_sigma2(self, t): return 2 * t
+    def _d_sigma(self, t): return torch.ones_like(t)
 
     def inv_lam(self, lam):
         return torch.sigmoid(-torch.as_tensor(lam, dtype=torch.float64))
@@ -317,6 +324,8 @@ class Trig(Schedule):
 
     def _d_sigma2(self, t):
         return self.sigma_d ** 2 * math.pi / 2 * torch.sin(math.pi * t)
+
+    def _d_sigma(self, t): return self.sigma_d * math.pi / 2 * torch.cos(math.pi / 2 * t)
 
     def inv_lam(self, lam):
         lam = torch.as_tensor(lam, dtype=torch.float64)

@@ -31,6 +31,15 @@ def test_derivatives_equal_autograd(sched):
         torch.testing.assert_close(closed(t.detach()), auto, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("sched", [dl.EDM(), dl.RectifiedFlow(), dl.Trig(0.7)], ids=["edm", "flow", "trig"])
+def test_d_sigma_at_zero_for_linear_starts(sched):
+    # sigma_t is linear near t = 0 for these: the derivative is finite and equals autograd there
+    t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    auto, = torch.autograd.grad(sched.sigma(t).sum(), t)
+    torch.testing.assert_close(sched.d_sigma(0.0), auto[0])
+    assert float(sched.d_sigma(0.0)) > 0
+
+
 @pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
 def test_g2_is_minus_two_sigma2_dlambda(sched):
     # lemma of §4.5.2: g^2 = (sigma^2)' - 2 f sigma^2 = -2 sigma^2 lambda'

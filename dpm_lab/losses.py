@@ -1,0 +1,283 @@
+"""Training losses: the book's one template (§6.2.2) and its named instances.
+
+    L = E_{x0, eps} E_{t ~ p_time} [ omega(t) || NN(x_t, t) - (A_t x0 + B_t eps) ||^2 ],
+    x_t = alpha_t x0 + sigma_t eps,
+
+with four knobs: the schedule (alpha_t, sigma_t), the target kind ((A_t, B_t) from
+param.target_coefficients), the weighting omega(t) and the time distribution p_time.
+The network may predict any kind: its output is converted once (Model.predict) to the
+loss's kind.  Every loss returns per-sample values (B,); take .mean() to train.
+
+    loss = ddpm_simple(dl.VPLinear())             # ||eps_phi - eps||^2, t ~ U[t_eps, 1]  (§2.2)
+    per_sample = loss(model, x0, generator=g)
+
+Score matching without a target (exact Hyvarinen, sliced) lives in ScoreMatching.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .param import KINDS, error_scale, target_coefficients
+from .schedules import DiscreteSchedule, RectifiedFlow, Schedule, VEGeometric
+from .utils import as_time, check_choice, expand_t
+
+__all__ = ["TimeDist", "WEIGHTINGS", "weighting", "matching_weight", "drop_labels", "DiffusionLoss",
+           "ScoreMatching", "ddpm_simple", "ddpm_elbo", "dsm", "cfm", "x0_loss", "v_loss", "velocity_loss",
+           "sliced_score_matching", "exact_score_matching", "classifier_loss"]
+
+
+@dataclass(frozen=True)
+class TimeDist:
+    """The time distribution p_time of the template (§6.2.2, knob C).
+
+    uniform:      t ~ U[t_min, t_max].
+    logit_normal: t = t_min + (t_max - t_min) sigmoid(loc + scale z), z ~ N(0, 1) (SD3-style).
+    discrete:     t = i / L, i uniform in 1..L (DDPM's integer steps, NCSN's noise levels).
+    fixed:        t = loc for every sample (one noise level).
+    """
+
+    name: str = "uniform"
+    t_min: float = 1e-3
+    t_max: float = 1.0
+    loc: float = 0.0
+    scale: float = 1.0
+    L: int = 1000
+
+    def __post_init__(self):
+        check_choice(self.name, ("uniform", "logit_normal", "discrete", "fixed"), "time distribution")
+        if not 0 <= self.t_min < self.t_max <= 1:
+            raise ValueError(f"need 0 <= t_min < t_max <= 1, got {self.t_min}, {self.t_max}")
+
+    def __call__(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw n times, shape (n,), float64."""
+        if self.name == "fixed":
+            return as_time(self.loc).expand(n).clone()
+        if self.name == "discrete":
+            return torch.randint(1, self.L + 1, (n,), generator=generator).double() / self.L
+        if self.name == "uniform":
+            u = torch.rand(n, generator=generator, dtype=torch.float64)
+        else:
+            u = torch.sigmoid(self.loc + self.scale * torch.randn(n, generator=generator, dtype=torch.float64))
+        return self.t_min + (self.t_max - self.t_min) * u
+
+
+def _neg_dlam(schedule: Schedule, t: torch.Tensor) -> torch.Tensor:
+    """-d lambda_t / dt = sigma'/sigma - alpha'/alpha = (sigma^2)'/(2 sigma^2) - alpha'/alpha > 0."""
+    return schedule.d_sigma2(t) / (2 * schedule.sigma(t) ** 2) - schedule.d_alpha(t) / schedule.alpha(t)
+
+
+def matching_weight(schedule: Schedule, t, kind: str, ref: str = "eps") -> torch.Tensor:
+    """(c_kind / c_ref)^2 with c from Eq. s-e-x-v-equi (§6.3.1): the weight that turns an unweighted
+    `ref` loss into the same number written as a `kind` loss: ||ref err||^2 = w ||kind err||^2."""
+    return (error_scale(schedule, t, kind) / error_scale(schedule, t, ref)) ** 2
+
+
+def _edm_weight(schedule, t, sigma_data):
+    a, s = schedule.alpha(t), schedule.sigma(t)
+    return (a ** 2 * sigma_data ** 2 + s ** 2) / (s * sigma_data) ** 2      # 1 / c_out^2 (App. D.6)
+
+
+WEIGHTINGS = ("none", "elbo", "sigma2", "snr", "edm")
+
+
+def weighting(name: str | Callable, schedule: Schedule, t, kind: str, sigma_data: float = 1.0) -> torch.Tensor:
+    """omega(t) of the template (§6.2.2, knob D), shape like t.
+
+    none:   1.
+    elbo:   -lambda_t' sigma_t^2 c_kind^2: the continuous-time ELBO, i.e. -lambda_t' ||eps err||^2 (§2.2, §6.2.2).
+    sigma2: sigma_t^2, NCSN's lambda(sigma) = sigma^2 (§3.4); with kind='score' it is ||sigma s + eps||^2.
+    snr:    alpha_t^2 / sigma_t^2.
+    edm:    1 / c_out^2 = (alpha^2 sigma_d^2 + sigma^2) / (sigma sigma_d)^2 (App. D.6, x0 loss).
+    A callable (schedule, t) -> tensor is used as is.
+    """
+    t = as_time(t)
+    if callable(name):
+        return torch.as_tensor(name(schedule, t), dtype=torch.float64)
+    check_choice(name, WEIGHTINGS, "weighting")
+    if name == "none":
+        return torch.ones_like(t)
+    if name == "elbo":
+        return _neg_dlam(schedule, t) * schedule.sigma(t) ** 2 * error_scale(schedule, t, kind) ** 2
+    if name == "sigma2":
+        return schedule.sigma(t) ** 2
+    if name == "snr":
+        return schedule.snr(t)
+    return _edm_weight(schedule, t, sigma_data)
+
+
+def drop_labels(c: torch.Tensor, p_uncond: float, null_label: int, *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each label by the null label with probability p_uncond (CFG training, §8.3)."""
+    if not 0 <= p_uncond <= 1:
+        raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
+    drop = torch.rand(c.shape, generator=generator) < p_uncond
+    return torch.where(drop.to(c.device), torch.full_like(c, null_label), c)
+
+
+def _reduce(err: torch.Tensor, how: str) -> torch.Tensor:
+    err = err.flatten(1)
+    return err.sum(1) if how == "sum" else err.mean(1)
+
+
+@dataclass
+class DiffusionLoss:
+    """The template omega(t) ||NN(x_t, t) -> kind  -  (A_t x0 + B_t eps)||^2 with t ~ p_time (§6.2.2).
+
+    Args:
+        schedule; kind: the target (x0, eps, score, velocity, v); weighting: a WEIGHTINGS name or callable;
+        p_time: a TimeDist; reduce: 'mean' or 'sum' over data dimensions; factor: a constant (1/2 in the ELBO);
+        p_uncond / null_label: label dropout for classifier-free guidance; sigma_data: for weighting='edm'.
+    Call: loss(model, x0 (B, *D), c=None, *, eps=None, t=None, generator=None) -> (B,).
+        `eps` may be any "noise-end" sample: for transport between data sets pass the source points.
+    """
+
+    schedule: Schedule
+    kind: str = "eps"
+    weighting: str | Callable = "none"
+    p_time: TimeDist = field(default_factory=TimeDist)
+    reduce: str = "mean"
+    factor: float = 1.0
+    p_uncond: float = 0.0
+    null_label: int | None = None
+    sigma_data: float = 1.0
+
+    def __post_init__(self):
+        check_choice(self.kind, KINDS, "prediction kind")
+        check_choice(self.reduce, ("mean", "sum"), "reduce")
+        if self.p_uncond > 0 and self.null_label is None:
+            raise ValueError("p_uncond > 0 needs null_label (the network's n_classes)")
+
+    def __call__(self, model, x0: torch.Tensor, c=None, *, eps=None, t=None, generator=None) -> torch.Tensor:
+        t = self.p_time(x0.shape[0], generator=generator) if t is None else as_time(t).expand(x0.shape[0])
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device) if eps is None else eps
+        if c is not None and self.p_uncond > 0:
+            c = drop_labels(c, self.p_uncond, self.null_label, generator=generator)
+        a, s = expand_t(self.schedule.alpha(t), x0), expand_t(self.schedule.sigma(t), x0)
+        x_t = a * x0 + s * eps
+        A, B = target_coefficients(self.schedule, t, self.kind)
+        target = expand_t(A, x0) * x0 + expand_t(B, x0) * eps
+        pred = model.predict(x_t, t, self.kind, c)
+        w = weighting(self.weighting, self.schedule, t, self.kind, self.sigma_data).to(x0.dtype)
+        return self.factor * w * _reduce((pred - target) ** 2, self.reduce)
+
+
+def _default_time(schedule: Schedule) -> TimeDist:
+    if isinstance(schedule, DiscreteSchedule):
+        return TimeDist("discrete", L=schedule.L)
+    return TimeDist("uniform", t_min=schedule.t_eps)
+
+
+def ddpm_simple(schedule: Schedule) -> DiffusionLoss:
+    """DDPM's L_simple = ||eps_phi(x_t, t) - eps||^2 (Eq. 2.2.10), t uniform (discrete i/L for a DiscreteSchedule)."""
+    return DiffusionLoss(schedule, "eps", "none", _default_time(schedule))
+
+
+def ddpm_elbo(schedule: Schedule, t_max: float = 1.0) -> DiffusionLoss:
+    """The diffusion term of the ELBO in continuous time: 1/2 (-lambda_t') ||eps_phi - eps||^2 summed
+    over dimensions, t ~ U (§2.2, §6.2.2, VDM).  Needs alpha_t > 0 on [t_eps, t_max]."""
+    return DiffusionLoss(schedule, "eps", "elbo", TimeDist("uniform", schedule.t_eps, t_max), "sum", 0.5)
+
+
+def dsm(schedule: Schedule | None = None, p_time: TimeDist | None = None) -> DiffusionLoss:
+    """Denoising score matching with NCSN's weighting (§3.3, §4.3): 1/2 sigma^2 ||s_phi + eps/sigma||^2.
+    Default: the VE schedule with its noise levels sampled uniformly in t."""
+    schedule = schedule or VEGeometric()
+    return DiffusionLoss(schedule, "score", "sigma2", p_time or TimeDist("uniform", schedule.t_eps), factor=0.5)
+
+
+def cfm(schedule: Schedule | None = None, p_time: TimeDist | None = None) -> DiffusionLoss:
+    """Conditional flow matching (§5.2): ||v_phi(x_t, t) - (eps - x0)||^2 on x_t = (1 - t) x0 + t eps.
+    With eps = source points it learns the transport source (t = 1) -> data (t = 0)."""
+    return DiffusionLoss(schedule or RectifiedFlow(), "velocity", "none", p_time or TimeDist("uniform", 0.0, 1.0))
+
+
+def x0_loss(schedule: Schedule, weight: str = "none", sigma_data: float = 1.0) -> DiffusionLoss:
+    """Clean-data loss ||x_phi - x0||^2 (§2.2, §6.2.1); weight='edm' gives EDM's loss 1/c_out^2 ||.||^2 (App. D.6)."""
+    return DiffusionLoss(schedule, "x0", weight, TimeDist("uniform", schedule.t_eps), sigma_data=sigma_data)
+
+
+def v_loss(schedule: Schedule) -> DiffusionLoss:
+    """Salimans-Ho v-loss ||v_phi - (alpha eps - sigma x0)||^2."""
+    return DiffusionLoss(schedule, "v", "none", TimeDist("uniform", schedule.t_eps))
+
+
+def velocity_loss(schedule: Schedule) -> DiffusionLoss:
+    """Velocity loss ||u_phi - (alpha' x0 + sigma' eps)||^2 (§6.2.1)."""
+    return DiffusionLoss(schedule, "velocity", "none", TimeDist("uniform", schedule.t_eps))
+
+
+def sliced_score_matching(score: torch.Tensor, x: torch.Tensor, *, n_proj: int = 1, vr: bool = False,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sliced score matching with Hutchinson's estimator (§3.3.1):
+
+        u^T (d s / d x) u + 1/2 (u^T s)^2,   u ~ N(0, I)   (vr=True: 1/2 ||s||^2, lower variance).
+
+    Args: score (B, *D) computed from x (B, *D) with x.requires_grad; n_proj probes. Returns (B,).
+    """
+    out = 0.0
+    for _ in range(n_proj):
+        u = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        us = (u * score).flatten(1).sum(1)
+        jvp = torch.autograd.grad(us.sum(), x, create_graph=True)[0]      # (ds/dx)^T u
+        out = out + (u * jvp).flatten(1).sum(1) + (0.5 * (score ** 2).flatten(1).sum(1) if vr else 0.5 * us ** 2)
+    return out / n_proj
+
+
+def exact_score_matching(score: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Hyvarinen's objective tr(d s / d x) + 1/2 ||s||^2 with the exact Jacobian trace (§3.1.3).
+
+    One backward pass per dimension, so only for small D. Args: score, x of shape (B, D). Returns (B,).
+    """
+    if x.dim() != 2 or x.shape[1] > 16:
+        raise ValueError(f"exact score matching is for x of shape (B, D) with D <= 16, got {tuple(x.shape)}")
+    trace = sum(torch.autograd.grad(score[:, d].sum(), x, create_graph=True)[0][:, d] for d in range(x.shape[1]))
+    return trace + 0.5 * (score ** 2).sum(1)
+
+
+@dataclass
+class ScoreMatching:
+    """Score matching on the noised marginal p_t without a regression target (§3.1.3, §3.3.1).
+
+    x_t = alpha_t x0 + sigma_t eps with t ~ p_time, then method 'exact' (Jacobian trace) or 'sliced'
+    (Hutchinson, n_proj probes, vr for the variance-reduced form), weighted by omega(t).
+    The minimizer is the score of p_t.  Call like DiffusionLoss: loss(model, x0, c=None, *, t, generator).
+    """
+
+    schedule: Schedule
+    method: str = "sliced"
+    weighting: str | Callable = "sigma2"
+    p_time: TimeDist = field(default_factory=lambda: TimeDist("fixed", loc=0.1))
+    n_proj: int = 1
+    vr: bool = False
+
+    def __post_init__(self):
+        check_choice(self.method, ("sliced", "exact"), "score matching method")
+
+    def __call__(self, model, x0, c=None, *, eps=None, t=None, generator=None) -> torch.Tensor:
+        t = self.p_time(x0.shape[0], generator=generator) if t is None else as_time(t).expand(x0.shape[0])
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device) if eps is None else eps
+        x_t = expand_t(self.schedule.alpha(t), x0) * x0 + expand_t(self.schedule.sigma(t), x0) * eps
+        x_t = x_t.detach().requires_grad_(True)
+        s = model.predict(x_t, t, "score", c)
+        if self.method == "exact":
+            per = exact_score_matching(s, x_t)
+        else:
+            per = sliced_score_matching(s, x_t, n_proj=self.n_proj, vr=self.vr, generator=generator)
+        return weighting(self.weighting, self.schedule, t, "score").to(x0.dtype) * per
+
+
+def classifier_loss(classifier, x0: torch.Tensor, c: torch.Tensor, schedule: Schedule, *,
+                    p_time: TimeDist | None = None, generator=None) -> torch.Tensor:
+    """Cross-entropy -log p_psi(c | x_t, t) of a noise-aware classifier on x_t = alpha x0 + sigma eps (§8.2).
+
+    Args: classifier(x_t, t) -> logits (B, K); x0 (B, *D); c (B,) labels. Returns (B,).
+    """
+    p_time = p_time or TimeDist("uniform", 0.0, 1.0)
+    t = p_time(x0.shape[0], generator=generator)
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    x_t = expand_t(schedule.alpha(t), x0) * x0 + expand_t(schedule.sigma(t), x0) * eps
+    logits = classifier(x_t, t.to(x0.dtype))
+    return torch.nn.functional.cross_entropy(logits, c, reduction="none")

@@ -1,0 +1,154 @@
+"""Losses: the template of §6.2.2, the scaling identities of §6.3.1, and each loss's minimizer.
+
+Minimizer tests train a small MLP for ~1-2 s at ONE noise level t (p_time = fixed) on a 2D
+Gaussian mixture and compare the learned field with the mixture's closed form at samples of p_t.
+Tolerance: relative RMS error sqrt(E||f_phi - f*||^2 / E||f*||^2) below a stated bound (REL_TOL,
+looser for the score-matching objectives without a regression target, whose gradients are noisier).
+"""
+import pytest
+import torch
+
+import dpm_lab as dl
+from dpm_lab import losses, nets
+from dpm_lab.train import train
+
+REL_TOL = 0.15
+REL_TOL_SM = 0.25
+
+
+class _Fixed(dl.Model):
+    """A 'network' that returns a fixed tensor of its kind: loss values then depend on the target only."""
+
+    def __init__(self, schedule, kind, value):
+        self.schedule, self.kind, self.value = schedule, kind, value
+
+    def raw(self, x_t, t, c=None):
+        return self.value
+
+
+SCHEDS = [dl.VPLinear(), dl.Cosine(), dl.VEGeometric(), dl.EDM(), dl.RectifiedFlow(), dl.Trig(0.5)]
+
+
+@pytest.mark.parametrize("sched", SCHEDS, ids=lambda s: s.name)
+def test_loss_scaling_identities_exact(sched, gen):
+    """||s - s*||^2 = 1/sigma^2 ||eps - eps*||^2 = alpha^2/sigma^4 ||x - x*||^2 = c_v^2 ||v - v*||^2 (Eq. s-e-x-v-equi)."""
+    x_t = torch.randn(16, 3, generator=gen, dtype=torch.float64)
+    t = torch.rand(16, generator=gen, dtype=torch.float64) * 0.9 + 0.05
+    a_eps, b_eps = torch.randn(2, 16, 3, generator=gen, dtype=torch.float64)
+    views_a = dl.all_predictions(sched, x_t, t, a_eps, "eps")
+    views_b = dl.all_predictions(sched, x_t, t, b_eps, "eps")
+    ref = ((views_a["score"] - views_b["score"]) ** 2).sum(1)
+    for kind in dl.KINDS:
+        err = ((views_a[kind] - views_b[kind]) ** 2).sum(1)
+        torch.testing.assert_close(dl.error_scale(sched, t, kind) ** 2 * err, ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["x0", "score", "velocity", "v"])
+def test_template_losses_equal_under_matching_weights(kind, gen):
+    """The same model and draw give the same number as an eps loss and as a `kind` loss weighted by (c_kind/c_eps)^2."""
+    sched = dl.VPLinear()
+    x0 = torch.randn(32, 2, generator=gen, dtype=torch.float64)
+    eps = torch.randn(32, 2, generator=gen, dtype=torch.float64)
+    t = torch.rand(32, generator=gen, dtype=torch.float64) * 0.9 + 0.05
+    model = _Fixed(sched, "eps", torch.randn(32, 2, generator=gen, dtype=torch.float64))
+    ref = losses.DiffusionLoss(sched, "eps")(model, x0, eps=eps, t=t)
+    w = lambda s, tt: losses.matching_weight(s, tt, kind, "eps")  # noqa: E731
+    other = losses.DiffusionLoss(sched, kind, weighting=w)(model, x0, eps=eps, t=t)
+    torch.testing.assert_close(other, ref)
+
+
+def test_elbo_weighting_is_minus_dlambda_in_eps_units(gen):
+    sched = dl.VPLinear()
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    h = 1e-6
+    dlam = (sched.lam(t + h) - sched.lam(t - h)) / (2 * h)
+    torch.testing.assert_close(losses.weighting("elbo", sched, t, "eps"), -dlam, rtol=1e-5, atol=0)
+    # the same ELBO written for an x0 network: -lambda' sigma^2 (alpha/sigma^2)^2 = -lambda' snr
+    torch.testing.assert_close(losses.weighting("elbo", sched, t, "x0"), -dlam * sched.snr(t), rtol=1e-5, atol=0)
+
+
+def test_time_distributions_and_label_dropout():
+    g = torch.Generator().manual_seed(0)
+    for p in [losses.TimeDist("uniform", 0.2, 0.6), losses.TimeDist("logit_normal", 0.1, 0.9)]:
+        t = p(1000, generator=g)
+        assert t.shape == (1000,) and t.min() >= p.t_min and t.max() <= p.t_max
+    assert set((losses.TimeDist("discrete", L=4)(200, generator=g) * 4).round().tolist()) == {1.0, 2.0, 3.0, 4.0}
+    assert (losses.TimeDist("fixed", loc=0.3)(5) == 0.3).all()
+    c = torch.zeros(10000, dtype=torch.long)
+    d1 = losses.drop_labels(c, 0.2, 8, generator=torch.Generator().manual_seed(1))
+    d2 = losses.drop_labels(c, 0.2, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(d1, d2) and abs((d1 == 8).double().mean().item() - 0.2) < 0.02
+    with pytest.raises(ValueError, match="null_label"):
+        losses.DiffusionLoss(dl.VPLinear(), p_uncond=0.1)
+    with pytest.raises(ValueError, match="weighting"):
+        losses.weighting("bogus", dl.VPLinear(), 0.5, "eps")
+
+
+def _fit_and_compare(loss, sched, kind, t, field, *, steps=700, tol=REL_TOL, lr=3e-3):
+    mix = dl.datasets.eight_gaussians_mixture(radius=1.5, std=0.3)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nets.Predictor(nets.MLP(2, 64, 2, t_dim=0), sched, kind)
+    data = lambda n, generator: mix.sample(n, generator=generator)  # noqa: E731
+    train(model, loss, data, steps=steps, batch=256, lr=lr, ema=0.99, seed=0, device="cpu")
+    x_t = mix.sample_marginal(2000, t, sched, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        got = model.predict(x_t, t, field)
+    true = mix.predict(x_t, t, sched, field)
+    rel = ((got - true) ** 2).sum(1).mean().sqrt() / (true ** 2).sum(1).mean().sqrt()
+    assert rel < tol, f"relative RMS error {rel:.3f} >= {tol}"
+
+
+FIXED = lambda t: losses.TimeDist("fixed", loc=t)  # noqa: E731
+
+
+@pytest.mark.parametrize("name,kind,field", [("ddpm_simple", "eps", "eps"), ("x0", "x0", "x0"), ("v", "v", "v"),
+                                             ("velocity", "velocity", "velocity")])
+def test_vp_losses_learn_the_exact_field(name, kind, field):
+    sched = dl.VPLinear()
+    loss = losses.DiffusionLoss(sched, kind, p_time=FIXED(0.3))
+    _fit_and_compare(loss, sched, kind, 0.3, field)
+
+
+def test_dsm_learns_the_score():
+    sched = dl.VEGeometric(0.01, 10.0)
+    t = 0.62                                             # sigma_t about 0.72
+    _fit_and_compare(losses.dsm(sched, FIXED(t)), sched, "score", t, "score")
+
+
+def test_cfm_learns_the_velocity():
+    _fit_and_compare(losses.cfm(p_time=FIXED(0.5)), dl.RectifiedFlow(), "velocity", 0.5, "velocity")
+
+
+def test_ddpm_elbo_trains_over_all_t():
+    sched = dl.VPLinear()
+    loss = losses.ddpm_elbo(sched, t_max=0.95)
+    _fit_and_compare(loss, sched, "eps", 0.5, "eps", steps=1200, tol=0.2)
+
+
+@pytest.mark.parametrize("method", ["sliced", "exact"])
+def test_score_matching_learns_the_score(method):
+    sched = dl.VEGeometric(0.01, 10.0)
+    t = 0.62
+    loss = losses.ScoreMatching(sched, method, p_time=FIXED(t), vr=True)
+    _fit_and_compare(loss, sched, "score", t, "score", tol=REL_TOL_SM, lr=2e-3)
+
+
+def test_classifier_loss_shape(gen):
+    mix = dl.datasets.eight_gaussians_mixture()
+    x0, c = mix.sample(16, generator=gen, return_labels=True)
+    ce = losses.classifier_loss(nets.Classifier2D(2, 8, 16, 1), x0, c, dl.VPLinear(), generator=gen)
+    assert ce.shape == (16,) and (ce > 0).all()
+
+
+def test_named_instances_run_and_return_per_sample_losses(gen):
+    x0 = torch.randn(8, 2, generator=gen)
+    disc = dl.DiscreteSchedule.linear(100, 1e-3, 0.1)
+    assert losses.ddpm_simple(disc).p_time.name == "discrete"
+    sched = dl.VPLinear()
+    for loss, kind in [(losses.ddpm_simple(sched), "eps"), (losses.ddpm_elbo(sched), "eps"),
+                       (losses.x0_loss(sched, "edm", 0.5), "x0"), (losses.v_loss(sched), "v"),
+                       (losses.velocity_loss(sched), "velocity"), (losses.dsm(), "score"), (losses.cfm(), "velocity")]:
+        model = nets.Predictor(nets.MLP(2, 8, 1), loss.schedule, kind)
+        out = loss(model, x0, generator=gen)
+        assert out.shape == (8,) and torch.isfinite(out).all() and (out >= 0).all()

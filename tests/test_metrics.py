@@ -1,0 +1,59 @@
+"""Metrics: exact W2 closed forms, floors, and that a far-off sample is far above the floor."""
+import pytest
+import torch
+
+import dpm_lab as dl
+from dpm_lab import metrics
+
+MIX = dl.datasets.eight_gaussians_mixture()
+
+
+def _target(n, generator=None):
+    return MIX.sample(n, generator=generator)
+
+
+def test_w2_exact_closed_forms(gen):
+    x = torch.randn(300, 2, generator=gen, dtype=torch.float64)
+    assert metrics.w2_exact(x, x) == 0.0
+    assert metrics.w2_exact(x, x[torch.randperm(300, generator=gen)]) == pytest.approx(0.0, abs=1e-12)
+    shift = torch.tensor([0.3, -1.2], dtype=torch.float64)
+    # for a translated copy the identity coupling is optimal: W2 = ||shift|| exactly
+    assert metrics.w2_exact(x, x + shift) == pytest.approx(shift.norm().item(), rel=1e-10)
+    with pytest.raises(ValueError, match="equal-size"):
+        metrics.w2_exact(x, x[:10])
+
+
+@pytest.mark.parametrize("metric", [metrics.w2_exact, metrics.sliced_wasserstein, metrics.mmd,
+                                    metrics.energy_distance], ids=lambda m: m.__name__)
+def test_floor_positive_and_far_sample_far_above(metric):
+    g = torch.Generator().manual_seed(0)
+    fl = metrics.floor(metric, _target, 500, generator=g)
+    assert fl > 0
+    far = _target(500, generator=g) * 0.5 + 3.0                     # shrunk and shifted
+    assert metric(far, _target(500, generator=g)) > 5 * fl
+
+
+def test_sliced_wasserstein_unequal_sizes_and_shift(gen):
+    x = torch.randn(400, 2, generator=gen)
+    sw = metrics.sliced_wasserstein(x, x + torch.tensor([1.0, 0.0]), n_proj=2000, generator=gen)
+    # projections of a shift b onto random unit u: sqrt(E (u.b)^2) = |b| / sqrt(2) in 2D
+    assert sw == pytest.approx(2 ** -0.5, rel=0.05)
+    assert metrics.sliced_wasserstein(x, x[:300], generator=gen) < 0.2
+
+
+def test_mmd_bandwidth_rule_and_energy_zero(gen):
+    x = torch.randn(200, 2, generator=gen)
+    assert metrics.median_bandwidth(x, x) > 0
+    assert metrics.energy_distance(x, x) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.mmd(x, x + 3.0) > 0.5
+
+
+def test_nll_and_mode_coverage(gen):
+    x = _target(4000, generator=gen)
+    assert metrics.nll(x, MIX) == pytest.approx(-MIX.log_prob(x.double()).mean().item(), rel=1e-6)
+    assert metrics.nll(x * 0.5, MIX) > metrics.nll(x, MIX) + 1
+    cov = metrics.mode_coverage(x, MIX)
+    assert cov["hit"] == 1.0 and cov["tv"] < 0.05
+    one = MIX.conditional(2).sample(500, generator=gen)
+    cov1 = metrics.mode_coverage(one, MIX, by="posterior")
+    assert cov1["hit"] == pytest.approx(1 / 8) and cov1["weights"][2] == pytest.approx(1.0)

@@ -8,6 +8,9 @@
 from . import datasets, gmm, grids, param, schedules, utils  # math core, ground truth, data
 from . import digit_eval, images  # image data and evaluation
 from . import dynamics, fast_solvers, guidance, likelihood, samplers  # sampling
+from . import losses, metrics, nets, train, zoo  # learning and metrics
+from . import image_models  # registers the U-Net recipes in the zoo
+from . import course, exercises, viz, widgets  # seeing
 from .gmm import GaussianMixture, MixtureModel, PointSet
 from .grids import GRIDS, time_grid
 from .samplers import SOLVERS, sample, solve, trajectory

@@ -6,6 +6,11 @@ omega = 1 is the plain conditional model and omega = 0 the unconditional one.  E
 kind is affine in the score with a c-independent offset, so the same weights apply to x0, eps,
 v or velocity outputs directly.
 
+Guidance in a limited interval (Kynkaenniemi et al. 2024; an outside extension, not in the
+book): omega applies only where lambda_t lies in `lam_interval`, and omega = 1 elsewhere.  Strong
+guidance at the noisiest times collapses the diversity within a class; limiting it keeps most of
+the class fidelity and much of the diversity.
+
 Classifier guidance (§8.2):  s_cg(x_t, c) = s(x_t, t) + omega * grad_x log p(c | x_t, t).
 """
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from .param import KINDS, Model
-from .utils import check_choice
+from .utils import check_choice, expand_t
 
 __all__ = ["CFG", "ClassifierGuidance"]
 
@@ -33,11 +38,24 @@ class CFG(Model):
         omega: guidance weight (book convention: 1 = conditional, 0 = unconditional).
         null_label: the null class index (nets use n_classes for it).
         c: a fixed class (or pass c to predict / to the sampler).
+        lam_interval: optional (lam_lo, lam_hi); guidance acts only where lam_lo <= lambda_t <= lam_hi.
     """
 
-    def __init__(self, model: Model, omega: float, null_label: int, c=None):
+    def __init__(self, model: Model, omega: float, null_label: int, c=None, lam_interval=None):
         self.model, self.omega, self.null_label, self.c = model, float(omega), int(null_label), c
         self.schedule, self.kind = model.schedule, model.kind
+        if lam_interval is not None and not lam_interval[0] < lam_interval[1]:
+            raise ValueError(f"lam_interval must be (lo, hi) with lo < hi, got {lam_interval}")
+        self.lam_interval = lam_interval
+
+    def _omega(self, t, x_t) -> torch.Tensor:
+        """The guidance weight at t: omega inside the interval, 1 outside; shape () or (B, 1, ...)."""
+        omega = torch.full_like(torch.as_tensor(t, dtype=torch.float64), self.omega)
+        if self.lam_interval is not None:
+            lam = self.schedule.lam(t)
+            inside = (lam >= self.lam_interval[0]) & (lam <= self.lam_interval[1])
+            omega = torch.where(inside, omega, torch.ones_like(omega))
+        return expand_t(omega, x_t)
 
     def raw(self, x_t, t, c=None):
         return self.predict(x_t, t, self.kind, c)
@@ -45,7 +63,8 @@ class CFG(Model):
     def predict(self, x_t, t, kind="eps", c=None):
         check_choice(kind, KINDS, "prediction kind")
         c = _labels(self.c if c is None else c, x_t)
-        if self.omega == 1.0:
+        omega = self._omega(t, x_t)
+        if bool((omega == 1.0).all()):
             return self.model.predict(x_t, t, kind, c)
         null = torch.full_like(c, self.null_label)
         # one batched call for both branches (the time may be per-sample)
@@ -53,11 +72,16 @@ class CFG(Model):
         tt = torch.cat([tt, tt]) if tt.dim() else tt
         both = self.model.predict(torch.cat([x_t, x_t]), tt, kind, torch.cat([c, null]))
         cond, uncond = both.chunk(2)
-        return self.omega * cond + (1 - self.omega) * uncond
+        return omega * cond + (1 - omega) * uncond
 
 
 class ClassifierGuidance(Model):
-    """Classifier guidance (§8.2): score + omega * grad log p_psi(c | x_t, t).
+    """Guidance in a limited interval (Kynkaenniemi et al. 2024; an outside extension, not in the
+book): omega applies only where lambda_t lies in `lam_interval`, and omega = 1 elsewhere.  Strong
+guidance at the noisiest times collapses the diversity within a class; limiting it keeps most of
+the class fidelity and much of the diversity.
+
+Classifier guidance (§8.2): score + omega * grad log p_psi(c | x_t, t).
 
     Args:
         model: an unconditional Model; classifier: a module (x_t, t) -> logits (B, C);

@@ -29,7 +29,7 @@ from .param import Model
 from .schedules import Schedule, get_schedule
 
 __all__ = ["Explorer", "ScheduleExplorer", "FieldExplorer", "TrajectoryExplorer", "digit_image",
-           "reference_sampler"]
+]
 
 FIELD_KINDS = ("x0", "eps", "score", "velocity")
 
@@ -176,43 +176,6 @@ def digit_image(index: int = 0) -> torch.Tensor:
 
     img = load_digits().images[index]
     return torch.from_numpy(img / 8.0 - 1.0)
-
-
-def _ddim_like_step(model: Model, x, t: float, s: float, eta: float, generator):
-    """One step t -> s < t: x_s = alpha_s x0^ + sqrt(sigma_s^2 - c^2) eps^ + c z, c = eta * posterior std.
-
-    eta = 0 is DDIM (deterministic), eta = 1 is DDPM ancestral sampling (§2.2.6, §9.2).
-    """
-    sch = model.schedule
-    x0 = model.predict(x, t, "x0")
-    eps = model.predict(x, t, "eps")
-    _, _, std = sch.posterior(s, t)
-    c = float(eta) * float(std)
-    sig_s = float(sch.sigma(s))
-    out = float(sch.alpha(s)) * x0 + max(sig_s ** 2 - c ** 2, 0.0) ** 0.5 * eps
-    if c > 0:
-        out = out + c * torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    return out
-
-
-def reference_sampler(model: Model, x1: torch.Tensor, times: torch.Tensor, sampler: str = "ddim",
-                      eta: float = 0.0, generator=None) -> torch.Tensor:
-    """A small reference sampler for the explorers (dl.samplers is the full library).
-
-    sampler: 'ddim' (eta in [0, 1]; 1 = DDPM ancestral), 'ddpm' (eta = 1) or 'euler' (PF-ODE Euler
-    on the velocity).  Returns the time-major trajectory (n+1, B, D).
-    """
-    if sampler not in ("ddim", "ddpm", "euler"):
-        raise ValueError(f"unknown sampler {sampler!r}; allowed: ddim, ddpm, euler")
-    xs = [x1]
-    x = x1
-    for t, s in zip(times[:-1].tolist(), times[1:].tolist()):
-        if sampler == "euler":
-            x = x + (s - t) * model.predict(x, t, "velocity")
-        else:
-            x = _ddim_like_step(model, x, t, s, 1.0 if sampler == "ddpm" else eta, generator)
-        xs.append(x)
-    return torch.stack(xs)
 
 
 # ------------------------------------------------------------------------------------------
@@ -407,25 +370,13 @@ class TrajectoryExplorer(Explorer):
         self.target = mixture.sample(2000, generator=torch.Generator().manual_seed(123), dtype=torch.float64)
         super().__init__(**initial)
 
-    EXTRA = ("heun", "dpm_solver_2", "dpmpp_2m")   # offered when dpm_lab.samplers is installed
-
-    @staticmethod
-    def _package_samplers():
-        try:
-            from . import samplers
-        except ImportError:  # the course frame works without the sampler library
-            return None
-        return samplers
+    METHODS = ("ddim", "ddpm", "euler", "heun", "dpm_solver_2", "dpmpp_2m")   # names in dl.samplers.SOLVERS
 
     def _make_controls(self):
         W = self._W
-        options = ["ddim", "ddpm", "euler"]
-        lib = self._package_samplers()
-        if lib is not None:
-            options += [m for m in self.EXTRA if m in getattr(lib, "SOLVERS", {})]
-        return {"sampler": W.Dropdown(options=options, value="ddim", description="sampler"),
+        return {"sampler": W.Dropdown(options=list(self.METHODS), value="ddim", description="sampler"),
                 "nfe": W.IntSlider(value=10, min=1, max=100, description="NFE", continuous_update=False),
-                "eta": W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.1, description="eta",
+                "eta": W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.1, description="eta (ddim)",
                                      continuous_update=False),
                 "seed": W.IntText(value=0, description="seed"),
                 "step": W.IntSlider(value=100, min=0, max=100, description="step (scrub)",
@@ -438,18 +389,16 @@ class TrajectoryExplorer(Explorer):
         return time_grid(self.schedule, int(nfe), "uniform")
 
     def compute(self, sampler, nfe, eta, seed):
-        """Run `sampler` with at most `nfe` network evaluations. ddim/ddpm/euler use the reference
-        sampler of this module; the higher-order methods come from dpm_lab.samplers."""
+        """Run `sampler` (a dl.samplers method) with at most `nfe` network evaluations; eta is used by ddim."""
+        from . import samplers
+
         g = torch.Generator().manual_seed(int(seed))
         x1 = self.schedule.sample_prior((self.n_samples, self.mixture.dim), generator=g, dtype=torch.float64)
+        per_step = samplers.SOLVERS[sampler].nfe_per_step if sampler in samplers.SOLVERS else 1
+        times = self.times(samplers.steps_for_nfe(sampler, max(int(nfe), per_step)))
+        opts = {"eta": float(eta)} if sampler == "ddim" else {}
         with torch.no_grad():
-            if sampler in ("ddim", "ddpm", "euler"):
-                times = self.times(nfe)
-                traj = reference_sampler(self.model, x1, times, sampler, float(eta), generator=g)
-            else:
-                lib = self._package_samplers()
-                times = self.times(max(1, lib.steps_for_nfe(sampler, max(int(nfe), lib.SOLVERS[sampler].nfe_per_step))))
-                traj = lib.trajectory(self.model, x1, times, sampler, generator=g)
+            traj = samplers.trajectory(self.model, x1, times, sampler, generator=g, **opts)
         final = traj[-1]
         # a simple quality number: mean log-likelihood of the samples under the target mixture
         ll = float(self.mixture.log_prob(final.double()).mean())

@@ -10,15 +10,20 @@ ensure_env() {
   if [ ! -x .venv/bin/python ]; then
     "${PYTHON:-python3}" -m venv --system-site-packages .venv
   fi
-  PY=.venv/bin/python
+  PY="$PWD/.venv/bin/python"
+  # notebook kernels start "python" through PATH: make that the venv's, not a system one
+  export PATH="$PWD/.venv/bin:$PATH" VIRTUAL_ENV="$PWD/.venv"
   if ! "$PY" -c "import torch" 2>/dev/null; then
     # a plain 'torch' requirement would pull several GB of CUDA packages on Linux;
     # the CPU build is enough for the course (a GPU is used when present)
     "$PY" -m pip install -q "torch==2.13.0" \
       || "$PY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
   fi
-  if ! "$PY" -c "import dpm_lab, nbval, hypothesis, ipywidgets, jupyterlab, sklearn, scipy, tqdm, matplotlib" 2>/dev/null \
-     || [ "$("$PY" -c 'import dpm_lab, os; print(os.path.dirname(os.path.dirname(os.path.abspath(dpm_lab.__file__))))')" != "$PWD" ]; then
+  # probe from outside the repository, so that a local ./dpm_lab folder does not answer for the install
+  local here="$PWD" found
+  found=$(cd / && "$PY" -c 'import dpm_lab, os; print(os.path.dirname(os.path.dirname(os.path.abspath(dpm_lab.__file__))))' 2>/dev/null || true)
+  if ! (cd / && "$PY" -c "import nbval, hypothesis, ipywidgets, jupyterlab, sklearn, scipy, tqdm, matplotlib") 2>/dev/null \
+     || [ "$found" != "$here" ]; then
     "$PY" -m pip install -q -e ".[test]"
   fi
 }

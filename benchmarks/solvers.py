@@ -27,7 +27,7 @@ SOLVERS = ["euler", "heun", "rk4", "ddim", "dpm_solver_2", "dpm_solver_3", "deis
            "dpmpp_3m", "edm"]
 NFES = [5, 10, 20, 50, 100]
 GRIDS = ["uniform", "lambda", "edm"]
-HIGH_NFES = [200, 500, 1000]                      # float64 floor check, lambda grid only
+HIGH_NFES = [200, 500, 1000, 2000, 4000]                    # float64 floor check, lambda grid only
 HIGH_SOLVERS = ["dpmpp_2m", "dpm_solver_3", "deis", "dpmpp_3m", "rk4"]
 
 

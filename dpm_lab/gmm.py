@@ -273,6 +273,10 @@ class GaussianMixture:
         """log p_data(x), shape (B,)."""
         return self.log_prob_t(x, 0.0, _DATA, c)
 
+    def data_posterior(self, x: torch.Tensor) -> torch.Tensor:
+        """Responsibilities p(k | x) under the data density itself, shape (B, K)."""
+        return self.posterior(x, 0.0, _DATA)
+
     def data_score(self, x: torch.Tensor, c=None) -> torch.Tensor:
         """nabla log p_data(x), shape (B, D)."""
         return self.score(x, 0.0, _DATA, c)

@@ -64,11 +64,6 @@ class TimeDist:
         return self.t_min + (self.t_max - self.t_min) * u
 
 
-def _neg_dlam(schedule: Schedule, t: torch.Tensor) -> torch.Tensor:
-    """-d lambda_t / dt = sigma'/sigma - alpha'/alpha = (sigma^2)'/(2 sigma^2) - alpha'/alpha > 0."""
-    return schedule.d_sigma2(t) / (2 * schedule.sigma(t) ** 2) - schedule.d_alpha(t) / schedule.alpha(t)
-
-
 def matching_weight(schedule: Schedule, t, kind: str, ref: str = "eps") -> torch.Tensor:
     """(c_kind / c_ref)^2 with c from Eq. s-e-x-v-equi (§6.3.1): the weight that turns an unweighted
     `ref` loss into the same number written as a `kind` loss: ||ref err||^2 = w ||kind err||^2."""
@@ -100,7 +95,7 @@ def weighting(name: str | Callable, schedule: Schedule, t, kind: str, sigma_data
     if name == "none":
         return torch.ones_like(t)
     if name == "elbo":
-        return _neg_dlam(schedule, t) * schedule.sigma(t) ** 2 * error_scale(schedule, t, kind) ** 2
+        return -schedule.d_lam(t) * schedule.sigma(t) ** 2 * error_scale(schedule, t, kind) ** 2
     if name == "sigma2":
         return schedule.sigma(t) ** 2
     if name == "snr":

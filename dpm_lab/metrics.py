@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from .gmm import GaussianMixture
-from .schedules import RectifiedFlow
 
 __all__ = ["sliced_wasserstein", "mmd", "median_bandwidth", "energy_distance", "w2_exact", "nll",
            "mode_coverage", "floor"]
@@ -113,7 +112,7 @@ def mode_coverage(x, mixture: GaussianMixture, *, by: str = "nearest", min_frac:
     if by == "nearest":
         k = _dist(x, mixture.means).argmin(1)
     elif by == "posterior":
-        k = mixture.posterior(x, 0.0, RectifiedFlow()).argmax(1)       # t = 0: the data density
+        k = mixture.data_posterior(x).argmax(1)
     else:
         raise ValueError(f"unknown by {by!r}; allowed: nearest, posterior")
     K = mixture.n_components

@@ -83,6 +83,14 @@ class Schedule:
         t = as_time(t)
         return torch.log(self._alpha(t)) - torch.log(self._sigma(t))
 
+    def d_lam(self, t: Time) -> torch.Tensor:
+        """d lambda_t / dt = alpha'/alpha - (sigma^2)'/(2 sigma^2) (< 0; -inf where sigma_t = 0 < (sigma^2)')."""
+        t = as_time(t)
+        sig2 = self._sigma(t) ** 2
+        out = self.f(t) - self._d_sigma2(t) / (2 * torch.where(sig2 > 0, sig2, torch.ones_like(sig2)))
+        return _finite_or_raise(torch.where(sig2 > 0, out, torch.full_like(out, -math.inf)), t,
+                                f"{self.name}.d_lam", "sigma_t = 0 there")
+
     def snr(self, t: Time) -> torch.Tensor:
         """Signal-to-noise ratio alpha_t^2 / sigma_t^2 = exp(2 lambda_t)."""
         return torch.exp(2 * self.lam(t))

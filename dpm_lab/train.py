@@ -210,7 +210,8 @@ def fit(model: nn.Module, loss: Callable, data, *, steps: int = 2000, batch: int
                 yield Record(done, v, ema_loss, rate, pause - t0, float(norm), avg)
                 t0 += time.perf_counter() - pause          # time spent by the consumer does not count
     except KeyboardInterrupt:
-        print(f"fit: interrupted after {done} steps; EMA weights copied in" + (f", state saved to {checkpoint}" if checkpoint else ""))
+        print(f"fit: interrupted after {done} steps" + ("; EMA weights copied in" if avg else "")
+              + (f"; state saved to {checkpoint}" if checkpoint else ""))
     finally:
         if bar is not None:
             bar.close()

@@ -45,6 +45,7 @@ def test_g2_is_minus_two_sigma2_dlambda(sched):
     # lemma of §4.5.2: g^2 = (sigma^2)' - 2 f sigma^2 = -2 sigma^2 lambda'
     t = off_knots(sched, INTERIOR).clone().requires_grad_(True)
     dlam, = torch.autograd.grad(sched.lam(t).sum(), t)
+    torch.testing.assert_close(sched.d_lam(t.detach()), dlam, rtol=1e-8, atol=1e-12)
     torch.testing.assert_close(sched.g2(t.detach()), -2 * sched.sigma(t.detach()) ** 2 * dlam, rtol=1e-8, atol=1e-12)
 
 
@@ -177,7 +178,7 @@ def test_finite_or_clear_error(t, idx):
     """Every quantity is finite wherever it is defined and raises ValueError where it is not;
     lambda is the only one allowed to be +-inf (the extended-real limit at the end points)."""
     sched = SCHEDULES[idx]
-    for name in ("alpha", "sigma", "d_alpha", "d_sigma2", "d_sigma", "f", "g2"):
+    for name in ("alpha", "sigma", "d_alpha", "d_sigma2", "d_sigma", "d_lam", "f", "g2"):
         try:
             value = getattr(sched, name)(t)
         except ValueError as err:

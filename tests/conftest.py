@@ -7,6 +7,13 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# property tests draw the same examples on every run (CI must not meet an example we never saw);
+# run with HYPOTHESIS_PROFILE=explore to search fresh ones
+settings.register_profile("repeatable", derandomize=True, deadline=None, database=None)
+settings.register_profile("explore", deadline=None, max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 import torch  # noqa: E402
 
 torch.set_num_threads(1)

@@ -14,7 +14,6 @@ recipe does not match, with a message saying how to rebuild.  Other modules add 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -25,6 +24,7 @@ from typing import Callable
 import torch
 
 from . import datasets, losses, nets
+from .images import sha256_file
 from .schedules import get_schedule
 from .train import fit, save_atomic
 
@@ -98,14 +98,6 @@ def zoo_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(root)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _manifest(folder: Path) -> dict:
     path = folder / "manifest.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -133,7 +125,7 @@ def build(name: str, *, root=None, progress: bool = False, device=None) -> Path:
     path = folder / f"{name}.pt"
     save_atomic({"format": FORMAT, "name": name, "recipe": recipe.fingerprint(), "state_dict": state}, path)
     manifest = _manifest(folder)
-    manifest[name] = {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size,
+    manifest[name] = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
                       "train_seconds": round(seconds, 1), "final_loss": round(records[-1].ema_loss, 5),
                       "description": recipe.description}
     _write_manifest(folder, manifest)
@@ -149,7 +141,7 @@ def _read_checked(name: str, folder: Path, check_hash: bool) -> dict:
         entry = _manifest(folder).get(name)
         if entry is None:
             raise ZooError(f"zoo model {name!r} has no entry in {folder / 'manifest.json'}; {rebuild}")
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if digest != entry["sha256"]:
             raise ZooError(f"checkpoint {path} is altered, truncated or corrupt: its SHA-256 {digest[:12]}... "
                            f"differs from the manifest's {entry['sha256'][:12]}...; {rebuild}")

@@ -36,6 +36,26 @@ def test_cfg_combines_scores(mixture2d, kind, gen):
         torch.testing.assert_close(cfg.predict(x, 0.4, kind, c=c), expect, rtol=1e-9, atol=1e-9)
 
 
+def test_cfg_interval_guides_only_inside(mixture2d, gen):
+    # guidance limited to lambda_t in the interval: omega inside, plain conditional (omega = 1) outside
+    sched = dl.VPLinear()
+    model = ExactConditional(mixture2d, sched)
+    x = mixture2d.sample_marginal(6, 0.5, sched, generator=gen, dtype=torch.float64)
+    c = torch.tensor([0, 1] * 3)
+    cfg = guidance.CFG(model, 3.0, null_label=2, lam_interval=(-1.0, 1.0))
+    for t in (0.05, 0.3, 0.5, 0.9):                       # VP lambda = 1.75, -0.21, -1.23, -4.07: only 0.3 inside
+        inside = -1.0 <= float(sched.lam(t)) <= 1.0
+        s_c, s_u = mixture2d.score(x, t, sched, c=c), mixture2d.score(x, t, sched)
+        expect = 3.0 * s_c - 2.0 * s_u if inside else s_c
+        torch.testing.assert_close(cfg.predict(x, t, "score", c=c), expect, rtol=1e-9, atol=1e-9)
+    per_sample = torch.tensor([0.05, 0.3, 0.5, 0.9, 0.3, 0.5], dtype=torch.float64)
+    got = cfg.predict(x, per_sample, "score", c=c)
+    for b in range(6):
+        torch.testing.assert_close(got[b:b + 1], cfg.predict(x[b:b + 1], float(per_sample[b]), "score", c=c[b:b + 1]))
+    with pytest.raises(ValueError, match="lam_interval"):
+        guidance.CFG(model, 2.0, null_label=2, lam_interval=(1.0, -1.0))
+
+
 def test_classifier_guidance_with_exact_classifier(mixture2d, gen):
     # omega = 1 with the exact p(c | x_t) gives the exact conditional score (Bayes, §8.1)
     sched = dl.VPLinear()

@@ -171,11 +171,11 @@ class Explorer:
 # ------------------------------------------------------------------------------------------
 
 def digit_image(index: int = 0) -> torch.Tensor:
-    """One 8x8 digit scaled to [-1, 1] (float64): from dpm_lab.images when present, else sklearn."""
-    from sklearn.datasets import load_digits
+    """One 8x8 digit (H, W) scaled to [-1, 1], float64: image `index` of dl.images.load_digits8("all")."""
+    from .images import load_digits8
 
-    img = load_digits().images[index]
-    return torch.from_numpy(img / 8.0 - 1.0)
+    images, _ = load_digits8("all", dtype=torch.float64)
+    return images[index, 0]
 
 
 # ------------------------------------------------------------------------------------------

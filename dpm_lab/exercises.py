@@ -336,7 +336,7 @@ _BETAS = torch.linspace(0.05, 0.4, 10, dtype=torch.float64)
 def check_alpha_bar(fn):
     """fn(betas (L,)) -> alpha_bar_i for i = 1..L, the book's convention (beta is a std, Eq. 2.2.1)."""
     got = _call("alpha_bar", fn, _BETAS.clone())
-    want = DiscreteSchedule(_BETAS, beta_is="std").alpha_bars[1:]
+    want = DiscreteSchedule(_BETAS, beta_is="std").alpha_at_steps[1:]
     if not _close(got, want):
         hint = ""
         ho = torch.cumprod(1 - _BETAS, 0)

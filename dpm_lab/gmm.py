@@ -212,7 +212,7 @@ class GaussianMixture:
             out = out - torch.log((self.weights * self._class_mask(c).double()).sum(-1))
         return out.to(x_t.dtype)
 
-    def posterior(self, x_t, t, schedule, c=None) -> torch.Tensor:
+    def responsibilities(self, x_t, t, schedule, c=None) -> torch.Tensor:
         """Responsibilities p(k | x_t), shape (B, K)."""
         return torch.softmax(self._stats(x_t, t, schedule, c)[0], -1).to(x_t.dtype)
 
@@ -275,7 +275,7 @@ class GaussianMixture:
 
     def data_posterior(self, x: torch.Tensor) -> torch.Tensor:
         """Responsibilities p(k | x) under the data density itself, shape (B, K)."""
-        return self.posterior(x, 0.0, _DATA)
+        return self.responsibilities(x, 0.0, _DATA)
 
     def data_score(self, x: torch.Tensor, c=None) -> torch.Tensor:
         """nabla log p_data(x), shape (B, D)."""

@@ -53,10 +53,10 @@ def ddpm_step(model, x, s, t, *, state=None, generator=None):
     """Ancestral DDPM step for any schedule: sample the posterior with x0 replaced by x0_hat (§2.2.6, §4.5.3).
 
     x_t = (alpha_{s|t} sigma_t^2/sigma_s^2) x_s + (alpha_t sigma_{s|t}^2/sigma_s^2) x0_hat
-          + (sigma_{s|t} sigma_t/sigma_s) z,   with schedule.posterior(t, s) (cleaner time first).
+          + (sigma_{s|t} sigma_t/sigma_s) z,   with schedule.posterior(s, t) (from s to t).
     """
     state = new_state(state)
-    c_s, c_0, std = (float(v) for v in model.schedule.posterior(float(t), float(s)))
+    c_s, c_0, std = (float(v) for v in model.schedule.posterior(float(s), float(t)))
     x0, _ = x0_eps(model, x, s, state)
     return c_s * x + c_0 * x0 + std * _randn(x, generator), state
 
@@ -81,7 +81,7 @@ def ddim_step(model, x, s, t, *, state=None, generator=None, eta: float = 0.0):
     state = new_state(state)
     a_t, sig_t, _ = coefficients(model.schedule, t)
     x0, eps = x0_eps(model, x, s, state)
-    c = eta * float(model.schedule.posterior(float(t), float(s))[2]) if eta > 0 else 0.0
+    c = eta * float(model.schedule.posterior(float(s), float(t))[2]) if eta > 0 else 0.0
     x_t = a_t * x0 + math.sqrt(max(sig_t ** 2 - c ** 2, 0.0)) * eps
     return (x_t + c * _randn(x, generator) if c > 0 else x_t), state
 

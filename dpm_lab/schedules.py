@@ -20,9 +20,11 @@ import math
 
 import torch
 
+from dataclasses import dataclass
+
 from .utils import Time, as_time, check_choice
 
-__all__ = ["Schedule", "VPLinear", "Cosine", "VEGeometric", "EDM", "RectifiedFlow", "Trig",
+__all__ = ["Coeffs", "Schedule", "VPLinear", "Cosine", "VEGeometric", "EDM", "RectifiedFlow", "Trig",
            "DiscreteSchedule", "get_schedule", "SCHEDULES"]
 
 
@@ -34,12 +36,45 @@ def _finite_or_raise(value: torch.Tensor, t: torch.Tensor, what: str, why: str) 
     return value
 
 
+@dataclass(frozen=True)
+class Coeffs:
+    """Every coefficient of a schedule at t, from one validated call (`Schedule.coeffs`).
+
+    Tensors of t's shape (float64 when t is a Python float).  At an end point a quantity that
+    diverges holds its extended-real limit instead of raising: lam = +inf where sigma = 0 and
+    -inf where alpha = 0, d_sigma = +inf where sigma = 0 < (sigma^2)', f = -inf and g2 = +inf
+    where alpha = 0, d_lam = -inf where sigma = 0.
+    """
+
+    t: torch.Tensor
+    alpha: torch.Tensor
+    sigma: torch.Tensor
+    d_alpha: torch.Tensor
+    d_sigma2: torch.Tensor
+    d_sigma: torch.Tensor
+    lam: torch.Tensor
+    d_lam: torch.Tensor
+    f: torch.Tensor
+    g2: torch.Tensor
+
+    def floats(self) -> "Coeffs":
+        """The same coefficients as Python floats (t must be a scalar): what sampler steps read."""
+        if self.t.dim() != 0:
+            raise ValueError(f"floats() needs a scalar t, got shape {tuple(self.t.shape)}")
+        return Coeffs(**{k: float(v) for k, v in self.__dict__.items()})
+
+
+def _safe_div(num: torch.Tensor, den: torch.Tensor, where_zero: float) -> torch.Tensor:
+    """num / den where den > 0, else the given limit (no NaN from 0/0)."""
+    out = num / torch.where(den > 0, den, torch.ones_like(den))
+    return torch.where(den > 0, out, torch.full_like(out, where_zero))
+
+
 class Schedule:
     """Base class: subclasses define _alpha, _sigma, _d_alpha, _d_sigma2 on a float tensor t."""
 
     name = "schedule"
     t_eps = 1e-3            # default smallest time for samplers and grids
-    variance_preserving = False
 
     # -- closed forms supplied by subclasses ----------------------------------------------
     def _alpha(self, t): raise NotImplementedError
@@ -77,6 +112,27 @@ class Schedule:
         at_zero = torch.where(ds2 == 0, torch.zeros_like(ds2), torch.full_like(ds2, math.inf))
         out = torch.where(sig > 0, ds2 / (2 * safe), at_zero)
         return _finite_or_raise(out, t, f"{self.name}.d_sigma", "sigma_t = 0 there and sigma_t grows like sqrt(t)")
+
+    def coeffs(self, t: Time) -> Coeffs:
+        """alpha, sigma, their derivatives, lambda, lambda', f and g^2 at t from one validated call.
+
+        f = alpha'/alpha and g^2 = (sigma^2)' - 2 f sigma^2 (lemma of §4.5.2),
+        lambda = log(alpha/sigma) and lambda' = f - (sigma^2)'/(2 sigma^2) (§9.4.1).
+        End points give extended-real limits (see `Coeffs`) instead of raising.
+        """
+        t = as_time(t)
+        a, sig, da, ds2 = self._alpha(t), self._sigma(t), self._d_alpha(t), self._d_sigma2(t)
+        if hasattr(self, "_d_sigma"):
+            d_sig = self._d_sigma(t)
+        else:
+            d_sig = torch.where((sig == 0) & (ds2 == 0), torch.zeros_like(ds2), _safe_div(ds2, 2 * sig, math.inf))
+        f = _safe_div(da, a, -math.inf)
+        g2 = torch.where(a > 0, ds2 - 2 * torch.where(a > 0, f, torch.zeros_like(f)) * sig ** 2,
+                         torch.full_like(a, math.inf))
+        d_lam = torch.where(sig > 0, torch.where(a > 0, f, torch.zeros_like(f)) - _safe_div(ds2, 2 * sig ** 2, 0.0),
+                            torch.full_like(a, -math.inf))
+        d_lam = torch.where(a > 0, d_lam, torch.full_like(a, -math.inf))
+        return Coeffs(t, a, sig, da, ds2, d_sig, torch.log(a) - torch.log(sig), d_lam, f, g2)
 
     def lam(self, t: Time) -> torch.Tensor:
         """lambda_t = log(alpha_t / sigma_t): +inf where sigma_t = 0, -inf where alpha_t = 0 (§9.4.1)."""
@@ -125,34 +181,34 @@ class Schedule:
         t = as_time(t)
         return self._d_sigma2(t) - 2 * self.f(t) * self._sigma(t) ** 2
 
-    def kernel(self, t: Time, s: Time) -> tuple[torch.Tensor, torch.Tensor]:
-        """Between-time kernel p(x_s | x_t) = N(alpha_{s|t} x_t, sigma_{s|t}^2 I) for t <= s (§4.5.3).
+    def kernel(self, s: Time, t: Time) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward kernel from s to t >= s: p(x_t | x_s) = N(alpha_{t|s} x_s, sigma_{t|s}^2 I) (§4.5.3).
 
-        Note the order: the CLEANER time t comes first (the book's notation), while sampler steps
-        are written step(model, x, s, t) with s the noisier time.
-
-        alpha_{s|t} = alpha_s / alpha_t and sigma_{s|t}^2 = sigma_s^2 - alpha_{s|t}^2 sigma_t^2.
+        alpha_{t|s} = alpha_t / alpha_s and sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2.
+        Returns (alpha_{t|s}, sigma_{t|s}).  Like every time pair in the package it reads "from s
+        to t"; here the step runs forward in time (towards noise), so s <= t.
         """
-        t, s = as_time(t, name="t"), as_time(s, name="s")
-        if (t > s).any():
-            raise ValueError("kernel(t, s) needs t <= s (s is the noisier time)")
-        a_t = self._alpha(t)
-        if (a_t == 0).any():
-            raise ValueError(f"{self.name}.kernel: alpha_t = 0 at the cleaner time t; no kernel from it")
-        a_st = self._alpha(s) / a_t
-        var = (self._sigma(s) ** 2 - a_st ** 2 * self._sigma(t) ** 2).clamp_min(0)
-        return a_st, var.sqrt()
+        s, t = as_time(s, name="s"), as_time(t, name="t")
+        if (s > t).any():
+            raise ValueError("kernel(s, t) runs forward, from s to a noisier t: it needs s <= t")
+        a_s = self._alpha(s)
+        if (a_s == 0).any():
+            raise ValueError(f"{self.name}.kernel: alpha_s = 0 at the start time s; no kernel from it")
+        a_ts = self._alpha(t) / a_s
+        var = (self._sigma(t) ** 2 - a_ts ** 2 * self._sigma(s) ** 2).clamp_min(0)
+        return a_ts, var.sqrt()
 
-    def posterior(self, t: Time, s: Time) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Coefficients of p(x_t | x_s, x0) = N(c_s x_s + c_0 x0, std^2 I), t < s (lemma in §4.5.3).
+    def posterior(self, s: Time, t: Time) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reverse step from s to a cleaner t < s: p(x_t | x_s, x0) = N(c_s x_s + c_0 x0, std^2 I) (lemma, §4.5.3).
 
-        The cleaner time t comes first, as in kernel(t, s).
-
+        With (alpha_{s|t}, sigma_{s|t}) = kernel(t, s), the forward kernel from t to s:
         c_s = alpha_{s|t} sigma_t^2 / sigma_s^2, c_0 = alpha_t sigma_{s|t}^2 / sigma_s^2,
         std = sigma_{s|t} sigma_t / sigma_s.  Returns (c_s, c_0, std).
         """
+        s, t = as_time(s, name="s"), as_time(t, name="t")
+        if (t > s).any():
+            raise ValueError("posterior(s, t) runs backward, from s to a cleaner t: it needs t <= s")
         a_st, sig_st = self.kernel(t, s)
-        t, s = as_time(t, name="t"), as_time(s, name="s")
         sig_s = self._sigma(s)
         if (sig_s == 0).any():
             raise ValueError(f"{self.name}.posterior needs sigma_s > 0 at the noisier time s")
@@ -186,7 +242,6 @@ class VPLinear(Schedule):
     """
 
     name = "vp"
-    variance_preserving = True
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
         if not (0 < beta_min <= beta_max):
@@ -222,7 +277,6 @@ class Cosine(Schedule):
     """
 
     name = "cosine"
-    variance_preserving = True
 
     def __init__(self, offset: float = 0.008):
         if not 0 <= offset < 1:
@@ -347,13 +401,15 @@ class DiscreteSchedule(Schedule):
 
     beta_is="std" (the book's convention, Eq. 2.2.1): x_i = sqrt(1 - beta_i^2) x_{i-1} + beta_i eps.
     beta_is="variance" (Ho et al.): x_i = sqrt(1 - beta_i) x_{i-1} + sqrt(beta_i) eps.
-    Either way alpha_bar_i = prod_k alpha_k and sigma_i = sqrt(1 - alpha_bar_i^2).
+    Either way the book's bar-alpha_i = prod_k alpha_k is the signal SCALE alpha_{t_i}
+    (`alpha_at_steps`), and sigma_i = sqrt(1 - bar-alpha_i^2).  Ho et al.'s and diffusers'
+    bar-alpha (`alphas_cumprod`) is its square, and their alpha_i = 1 - beta_i (variance
+    convention) is the square of `step_alphas`.
     Between the knots log alpha_t is linear in t, so f(t) is piecewise constant and the
     schedule is a variance-preserving continuous schedule that passes through the chain.
     """
 
     name = "discrete"
-    variance_preserving = True
 
     def __init__(self, betas, beta_is: str = "std"):
         check_choice(beta_is, ("std", "variance"), "beta_is")
@@ -364,7 +420,7 @@ class DiscreteSchedule(Schedule):
             raise ValueError("betas must lie in (0, 1)")
         self.betas, self.beta_is = betas, beta_is
         var = betas ** 2 if beta_is == "std" else betas
-        self.step_alphas = torch.sqrt(1 - var)                  # alpha_i of one step
+        self.step_alphas = torch.sqrt(1 - var)                  # alpha_i of one step: x_i = alpha_i x_{i-1} + ...
         log_a = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(torch.log(self.step_alphas), 0)])
         self._log_alpha_knots = log_a                            # log alpha_bar_i, i = 0..L
         self.L = betas.numel()
@@ -375,9 +431,14 @@ class DiscreteSchedule(Schedule):
         return cls(torch.linspace(beta_start, beta_end, L, dtype=torch.float64), beta_is="variance")
 
     @property
-    def alpha_bars(self) -> torch.Tensor:
-        """alpha_bar_i for i = 0..L (alpha_bar_0 = 1): the book's bar-alpha, a product of alphas."""
+    def alpha_at_steps(self) -> torch.Tensor:
+        """alpha_{t_i} for i = 0..L (1 at i = 0): the book's bar-alpha_i = prod_k alpha_k, a scale, not a variance."""
         return torch.exp(self._log_alpha_knots)
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        """(L,) Ho et al.'s / diffusers' `alphas_cumprod` for steps 1..L: alpha_{t_i}^2, the signal VARIANCE."""
+        return torch.exp(2 * self._log_alpha_knots[1:])
 
     def time(self, i) -> torch.Tensor:
         """The continuous time t_i = i / L of step index i."""

@@ -78,7 +78,7 @@ def test_moment_odes_reproduce_alpha_sigma(sched):
 
 @pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
 def test_kernel_semigroup(sched):
-    # p(x_s | x_t) composed through an intermediate u equals the direct kernel
+    # p(x_s | x_t) composed through an intermediate u equals the direct kernel (kernel(s, t): from s to t)
     t, u, s = 0.2, 0.45, 0.8
     a_ut, s_ut = sched.kernel(t, u)
     a_su, s_su = sched.kernel(u, s)
@@ -106,7 +106,7 @@ def bayes_posterior_1d(prior_mean, prior_std, a, noise_std, obs):
 def test_posterior_matches_bayes(sched):
     # lemma of §4.5.3: p(x_t | x_s, x0) from p(x_t | x0) p(x_s | x_t)
     t, s, x0, xs = 0.3, 0.55, 0.7, -0.4
-    c_s, c_0, std = (float(v) for v in sched.posterior(t, s))
+    c_s, c_0, std = (float(v) for v in sched.posterior(s, t))   # from s to the cleaner t
     a_st, s_st = (float(v) for v in sched.kernel(t, s))
     mean, var = bayes_posterior_1d(float(sched.alpha(t)) * x0, float(sched.sigma(t)), a_st, s_st, xs)
     assert c_s * xs + c_0 * x0 == pytest.approx(mean, abs=1e-7)
@@ -121,11 +121,11 @@ def test_ddpm_posterior_lemma_222(beta_is):
     i = 7
     beta_std = betas[i - 1] if beta_is == "std" else betas[i - 1].sqrt()   # beta_i as a std
     a_i = torch.sqrt(1 - beta_std ** 2)
-    ab, ab_prev = sched.alpha_bars[i], sched.alpha_bars[i - 1]
+    ab, ab_prev = sched.alpha_at_steps[i], sched.alpha_at_steps[i - 1]
     mu_x = ab_prev * beta_std ** 2 / (1 - ab ** 2)
     mu_xi = (1 - ab_prev ** 2) * a_i / (1 - ab ** 2)
     var = (1 - ab_prev ** 2) / (1 - ab ** 2) * beta_std ** 2
-    c_s, c_0, std = sched.posterior(sched.time(i - 1), sched.time(i))
+    c_s, c_0, std = sched.posterior(sched.time(i), sched.time(i - 1))
     torch.testing.assert_close(c_0, mu_x)
     torch.testing.assert_close(c_s, mu_xi)
     torch.testing.assert_close(std ** 2, var)
@@ -139,20 +139,20 @@ def test_discrete_beta_conventions_and_chain(gen):
     beta = 0.1
     sched = dl.DiscreteSchedule(torch.full((20,), beta), beta_is="std")
     i = torch.arange(21, dtype=torch.float64)
-    torch.testing.assert_close(sched.alpha_bars, (1 - beta ** 2) ** (i / 2))
+    torch.testing.assert_close(sched.alpha_at_steps, (1 - beta ** 2) ** (i / 2))
     ho = dl.DiscreteSchedule(torch.full((20,), beta), beta_is="variance")
-    torch.testing.assert_close(ho.alpha_bars, (1 - beta) ** (i / 2))
+    torch.testing.assert_close(ho.alpha_at_steps, (1 - beta) ** (i / 2))
     # simulate the chain step by step: Var[x_i | x_0] = 1 - bar-alpha_i^2 (Monte Carlo, n = 40000)
     n, x0 = 40000, 2.0
     x = torch.full((n,), x0, dtype=torch.float64)
     for _ in range(20):
         x = math.sqrt(1 - beta ** 2) * x + beta * torch.randn(n, generator=gen, dtype=torch.float64)
-    ab = float(sched.alpha_bars[-1])
+    ab = float(sched.alpha_at_steps[-1])
     var = 1 - ab ** 2
     assert float(x.mean()) == pytest.approx(ab * x0, abs=4 * math.sqrt(var / n))
     assert float(x.var()) == pytest.approx(var, abs=4 * var * math.sqrt(2 / n))
     # the continuous schedule passes through the chain's knots
-    torch.testing.assert_close(sched.alpha(sched.time(i)), sched.alpha_bars)
+    torch.testing.assert_close(sched.alpha(sched.time(i)), sched.alpha_at_steps)
 
 
 def test_special_values():
@@ -206,8 +206,10 @@ def test_bad_input():
         dl.DiscreteSchedule([0.1, 1.2])
     with pytest.raises(ValueError, match="d_sigma is not defined at t = 0"):
         dl.VPLinear().d_sigma(0.0)
-    with pytest.raises(ValueError, match="t <= s"):
+    with pytest.raises(ValueError, match="s <= t"):
         dl.VPLinear().kernel(0.6, 0.3)
+    with pytest.raises(ValueError, match="t <= s"):
+        dl.VPLinear().posterior(0.3, 0.6)
 
 
 def test_config_round_trip():
@@ -216,3 +218,34 @@ def test_config_round_trip():
         t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
         torch.testing.assert_close(again.alpha(t), sched.alpha(t))
         torch.testing.assert_close(again.sigma(t), sched.sigma(t))
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
+def test_coeffs_agree_with_the_single_methods(sched):
+    t = torch.tensor([0.05, 0.3, 0.6, 0.95], dtype=torch.float64)
+    c = sched.coeffs(t)
+    for name in ("alpha", "sigma", "d_alpha", "d_sigma2", "d_sigma", "lam", "d_lam", "f", "g2"):
+        torch.testing.assert_close(getattr(c, name), getattr(sched, name)(t), msg=name)
+    one = sched.coeffs(0.3).floats()
+    assert isinstance(one.alpha, float) and one.alpha == pytest.approx(float(sched.alpha(0.3)))
+    with pytest.raises(ValueError, match="scalar"):
+        c.floats()
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
+def test_coeffs_end_points_are_limits_not_nan(sched):
+    c = sched.coeffs(torch.tensor([0.0, 1.0], dtype=torch.float64))
+    for name, value in c.__dict__.items():
+        assert not torch.isnan(value).any(), name
+    assert c.lam[0] == math.inf                      # sigma_0 = 0
+    if float(sched.alpha(1.0)) == 0:                  # flow, cosine, trig end in pure noise
+        assert c.lam[1] == -math.inf and c.f[1] == -math.inf and c.g2[1] == math.inf
+
+
+def test_alphas_cumprod_is_diffusers_bar_alpha():
+    # Ho et al. / diffusers: alphas_cumprod = cumprod(1 - beta) for variance betas (an independent route)
+    betas = torch.linspace(1e-4, 0.02, 50, dtype=torch.float64)
+    sched = dl.DiscreteSchedule(betas, beta_is="variance")
+    torch.testing.assert_close(sched.alphas_cumprod, torch.cumprod(1 - betas, 0))
+    torch.testing.assert_close(sched.alpha_at_steps[1:] ** 2, sched.alphas_cumprod)
+    torch.testing.assert_close(sched.step_alphas ** 2, 1 - betas)

@@ -17,10 +17,9 @@ lambda is +inf where sigma = 0 and -inf where alpha = 0 (the extended-real limit
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
-
-from dataclasses import dataclass
 
 from .utils import Time, as_time, check_choice
 
@@ -57,7 +56,7 @@ class Coeffs:
     f: torch.Tensor
     g2: torch.Tensor
 
-    def floats(self) -> "Coeffs":
+    def floats(self) -> Coeffs:
         """The same coefficients as Python floats (t must be a scalar): what sampler steps read."""
         if self.t.dim() != 0:
             raise ValueError(f"floats() needs a scalar t, got shape {tuple(self.t.shape)}")
@@ -426,7 +425,7 @@ class DiscreteSchedule(Schedule):
         self.L = betas.numel()
 
     @classmethod
-    def linear(cls, L: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "DiscreteSchedule":
+    def linear(cls, L: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> DiscreteSchedule:
         """Ho et al.'s linear schedule of variances (beta_is='variance')."""
         return cls(torch.linspace(beta_start, beta_end, L, dtype=torch.float64), beta_is="variance")
 

@@ -27,6 +27,43 @@ def seed(n: int) -> torch.Generator:
     return torch.Generator().manual_seed(n)
 
 
+def _draw_device(generator: torch.Generator | None, device) -> torch.device:
+    """Where a draw happens: on the generator's device (a CPU generator cannot fill a CUDA tensor)."""
+    if generator is not None:
+        return generator.device
+    return torch.device(device) if device is not None else torch.device("cpu")
+
+
+def randn(shape, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
+          device: torch.device | str | None = None) -> torch.Tensor:
+    """Standard normal draws of `shape`, made with the caller's generator on its device, then moved to `device`.
+
+    The one noise helper of the package: the same seed gives the same numbers whether the result
+    lives on the CPU or on a GPU.
+    """
+    z = torch.randn(tuple(shape), generator=generator, dtype=dtype, device=_draw_device(generator, device))
+    return z if device is None else z.to(device)
+
+
+def randn_like(x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """randn with x's shape, dtype and device (drawn on the generator's device)."""
+    return randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+def rand(shape, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
+         device: torch.device | str | None = None) -> torch.Tensor:
+    """Uniform draws on [0, 1) with the caller's generator on its device, moved to `device`."""
+    u = torch.rand(tuple(shape), generator=generator, dtype=dtype, device=_draw_device(generator, device))
+    return u if device is None else u.to(device)
+
+
+def randint(low: int, high: int, shape, *, generator: torch.Generator | None = None,
+            device: torch.device | str | None = None) -> torch.Tensor:
+    """Integers in [low, high) with the caller's generator on its device, moved to `device`."""
+    k = torch.randint(low, high, tuple(shape), generator=generator, device=_draw_device(generator, device))
+    return k if device is None else k.to(device)
+
+
 def as_time(t: Time, *, like: torch.Tensor | None = None, name: str = "t",
             check_range: bool = True) -> torch.Tensor:
     """Turn a float, 0-d tensor or (B,) tensor into a float tensor and check 0 <= t <= 1.

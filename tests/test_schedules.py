@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import SCHED_IDS, SCHEDULES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 import dpm_lab as dl
-from conftest import SCHED_IDS, SCHEDULES
 
 INTERIOR = torch.tensor([0.013, 0.1, 0.37, 0.5, 0.77, 0.95], dtype=torch.float64)
 

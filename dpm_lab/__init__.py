@@ -10,13 +10,14 @@ from . import digit_eval, images  # image data and evaluation
 from . import dynamics, fast_solvers, guidance, likelihood, samplers  # sampling
 from . import losses, metrics, nets, train, zoo  # learning and metrics
 from . import image_models  # registers the U-Net recipes in the zoo
-from . import course, exercises, viz, widgets  # seeing
+from . import course, exercises, notebook, viz, widgets  # seeing
 from .gmm import GaussianMixture, MixtureModel, PointSet
 from .grids import GRIDS, time_grid
 from .samplers import SOLVERS, sample, solve, trajectory
 from .param import KINDS, Model, all_predictions, convert, error_scale, pf_ode_drift, target_coefficients, to_x0_eps
 from .schedules import (EDM, SCHEDULES, Cosine, DiscreteSchedule, RectifiedFlow, Schedule, Trig, VEGeometric,
                         VPLinear, get_schedule)
-from .utils import as_time, check_x, choose_threads, device, expand_t, seed, setup_notebook
+from .notebook import choose_threads, setup_notebook
+from .utils import as_time, check_x, device, expand_t, seed
 
 __version__ = "0.1.0"

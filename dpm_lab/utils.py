@@ -1,9 +1,7 @@
 """Small shared helpers: device choice, seeding, time broadcasting, argument checks."""
 from __future__ import annotations
 
-import os
 import random
-import time
 from typing import Any
 
 import numpy as np
@@ -117,62 +115,3 @@ def check_choice(value: str, allowed, name: str) -> str:
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(sorted(map(str, allowed)))}")
     return value
-
-
-def _mlp_step_ms(threads: int, steps: int = 10) -> float:
-    """Quick timing of a 3x64 MLP training step at batch 256 with `threads` threads."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        g = torch.Generator().manual_seed(0)
-        net = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.SiLU(), torch.nn.Linear(64, 64),
-                                  torch.nn.SiLU(), torch.nn.Linear(64, 2))
-        opt = torch.optim.Adam(net.parameters(), 1e-3)
-        x = torch.randn(256, 3, generator=g)
-        y = torch.randn(256, 2, generator=g)
-        for i in range(steps + 2):
-            if i == 2:
-                start = time.perf_counter()
-            opt.zero_grad()
-            ((net(x) - y) ** 2).mean().backward()
-            opt.step()
-        return (time.perf_counter() - start) / steps * 1e3
-    finally:
-        torch.set_num_threads(old)
-
-
-def choose_threads(verbose: bool = False) -> int:
-    """Time a small-model step with 1 thread and with the default count; keep the faster.
-
-    On small machines PyTorch's default OpenMP threads can make tiny steps 20-100x slower.
-    The environment variable DPM_LAB_THREADS overrides the measurement.
-    """
-    forced = os.environ.get("DPM_LAB_THREADS")
-    if forced:
-        n = int(forced)
-    else:
-        default = torch.get_num_threads()
-        one = _mlp_step_ms(1)
-        many = _mlp_step_ms(default) if default > 1 else one
-        n = 1 if one <= many else default
-        if verbose:
-            print(f"small-model step: 1 thread {one:.2f} ms, {default} threads {many:.2f} ms")
-    torch.set_num_threads(n)
-    return n
-
-
-def setup_notebook(seed_value: int = 0, *, threads: bool = True, verbose: bool = True) -> dict:
-    """One call at the top of every chapter: seed, pick threads, set plotting defaults.
-
-    Returns a dict with the device, thread count and library versions (printed if verbose).
-    """
-    import matplotlib
-
-    seed(seed_value)
-    n = choose_threads() if threads else torch.get_num_threads()
-    matplotlib.rcParams.update({"figure.dpi": 80, "axes.grid": True, "grid.alpha": 0.3,
-                                "figure.figsize": (6.0, 4.0)})
-    info = {"device": str(device()), "threads": n, "torch": torch.__version__.split("+")[0]}
-    if verbose:
-        print(f"dpm_lab ready: device={info['device']}")
-    return info

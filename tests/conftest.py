@@ -21,6 +21,31 @@ torch.set_num_threads(1)
 import dpm_lab as dl  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu",
+                     help="torch device for the whole suite (cpu, cuda, cuda:1): tensors made without a device "
+                          "land there, while torch.Generator() stays on the CPU, as a learner's would")
+
+
+def pytest_configure(config):
+    name = config.getoption("--device")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise pytest.UsageError(f"--device {name!r} is not a torch device: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError(f"--device {name!r}: CUDA is not available on this machine")
+    if dev.type != "cpu":
+        torch.set_default_device(dev)
+        os.environ["DPM_LAB_TEST_DEVICE"] = str(dev)
+
+
+@pytest.fixture(scope="session")
+def device(request) -> torch.device:
+    """The device the suite runs on (--device; the CPU by default)."""
+    return torch.device(request.config.getoption("--device"))
+
+
 def all_schedules():
     """One instance of every schedule, the discrete one in both beta conventions."""
     return [dl.VPLinear(), dl.Cosine(), dl.VEGeometric(), dl.EDM(), dl.RectifiedFlow(), dl.Trig(sigma_d=0.5),

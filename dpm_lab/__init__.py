@@ -6,10 +6,10 @@
     eps = gmm.eps(x_t, t, sched)          # exact E[eps | x_t]
 """
 from . import datasets, gmm, grids, param, schedules, utils  # math core, ground truth, data
-from . import digit_eval, images  # image data and evaluation
+from . import digit_eval, images, store  # image data, storage and evaluation
 from . import dynamics, fast_solvers, guidance, likelihood, samplers  # sampling
 from . import losses, metrics, nets, train, zoo  # learning and metrics
-from . import image_models  # registers the U-Net recipes in the zoo
+from . import recipes  # registers every recipe (toy, images, classifiers) in the zoo
 from . import course, exercises, notebook, viz, widgets  # seeing
 from .gmm import GaussianMixture, MixtureModel, PointSet
 from .grids import GRIDS, time_grid

@@ -105,9 +105,3 @@ def ring_pair(n: int, *, generator: torch.Generator | None = None, dtype: torch.
     src = ring_mixture(8, 4.0, 0.16).sample(n, generator=generator, dtype=dtype)
     tgt = ring_mixture(8, 1.1, 0.11, phase=math.pi / 8).sample(n, generator=generator, dtype=dtype)
     return src, tgt
-
-
-# -- images (data layer, see images.py): re-exported so that dl.datasets is the one place to look --
-from .images import load_digits8, load_image_folder, load_mnist5k, load_npz  # noqa: E402
-
-__all__ += ["load_digits8", "load_mnist5k", "load_image_folder", "load_npz"]

@@ -5,10 +5,11 @@
     dl.digit_eval.evaluate(samples, requested_labels)                     # both, beside the floor
 
 The classifiers (one for MNIST-5k 28x28, one for the 8x8 digits) are trained on the HELD-OUT
-split only, so they never see the images a generative model trains on, and are shipped as
-checkpoints in data/zoo_images/ (SHA-256 in manifest.json). Rebuild them reproducibly with
+split only, so they never see the images a generative model trains on.  They are ordinary zoo
+recipes (dl.recipes.classifiers: digit_classifier_mnist5k, digit_classifier_digits8) shipped as
+hash-checked checkpoints in data/zoo/; rebuild them reproducibly with
 
-    python -m dpm_lab.digit_eval build
+    python -m dpm_lab.zoo build digit_classifier_mnist5k digit_classifier_digits8
 
 FDD is the Fréchet distance between Gaussian fits of the classifier's 64-d penultimate features
 (the recipe of FID, Heusel et al. 2017, with a digit CNN in place of Inception). It is biased
@@ -18,161 +19,43 @@ between real held-out and real training images, i.e. what a perfect generator wo
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from .images import data_dir, load_digits8, load_mnist5k, sha256_file, verify_file
+from . import store, zoo
+from .images import load_digits8, load_mnist5k
 from .utils import check_choice
 
-__all__ = ["DATASETS", "DigitCNN", "random_shift", "train_classifier", "build", "load_classifier",
-           "predict", "digit_features", "conditional_accuracy", "gaussian_fit", "frechet_distance",
-           "frechet_digit_distance", "fdd_floor", "evaluate"]
+__all__ = ["DATASETS", "classifier_name", "load_classifier", "predict", "digit_features", "conditional_accuracy",
+           "gaussian_fit", "frechet_distance", "frechet_digit_distance", "fdd_floor", "evaluate"]
 
-# recipe per dataset: image size, loader, epochs, max random shift (pixels) used as augmentation
-DATASETS = {"mnist5k": {"size": 28, "epochs": 40, "shift": 2},
-            "digits8": {"size": 8, "epochs": 60, "shift": 1}}
+DATASETS = ("mnist5k", "digits8")
 _LOADERS = {"mnist5k": load_mnist5k, "digits8": load_digits8}
-REBUILD = "python -m dpm_lab.digit_eval build"
 _CACHE: dict = {}
 
 
-def zoo_dir() -> Path:
-    """The folder of the classifier checkpoints: data/zoo_images/."""
-    return data_dir() / "zoo_images"
+def classifier_name(dataset: str) -> str:
+    """The zoo recipe of the classifier for `dataset` ("mnist5k" or "digits8"): digit_classifier_<dataset>."""
+    check_choice(dataset, DATASETS, "dataset")
+    return f"digit_classifier_{dataset}"
 
 
-class DigitCNN(nn.Module):
-    """A small CNN digit classifier (about 90k weights); `features` gives its 64-d penultimate layer.
+def load_classifier(dataset: str = "mnist5k", *, device: torch.device | str | None = None) -> torch.nn.Module:
+    """The shipped classifier for `dataset` in eval mode: zoo.load(classifier_name(dataset)), cached.
+
+    The zoo checks the checkpoint's SHA-256 on the first load from each zoo folder.
 
     Args:
-        size: image side, 28 (three conv + pool stages) or 8 (two convs, one pool).
-    Input (B, 1, size, size) in [-1, 1]; output (B, 10) logits.
+        dataset: "mnist5k" (28x28) or "digits8" (8x8).
+        device: where to put the network (default CPU).
+    Returns:
+        a network with forward(x) -> (B, 10) logits and features(x) -> (B, 64).
     """
-
-    def __init__(self, size: int = 28):
-        super().__init__()
-        if size not in (28, 8):
-            raise ValueError(f"size must be 28 or 8, got {size!r}")
-        self.size = size
-        conv = [nn.Conv2d(1, 32, 3, padding=1), nn.ReLU()]
-        if size == 28:  # 28 -> 14 -> 7 -> 3
-            conv += [nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                     nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-            flat = 64 * 3 * 3
-        else:  # 8 -> 4
-            conv += [nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-            flat = 64 * 4 * 4
-        self.conv = nn.Sequential(*conv, nn.Flatten())
-        self.fc = nn.Linear(flat, 64)
-        self.head = nn.Linear(64, 10)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate activations (B, 64)."""
-        return F.relu(self.fc(self.conv(x)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def random_shift(x: torch.Tensor, max_shift: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Translate each image by a random whole number of pixels in [-max_shift, max_shift] (background -1).
-
-    Args:
-        x: (B, C, H, W) images in [-1, 1].
-    """
-    if max_shift == 0:
-        return x
-    b, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4, value=-1.0)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b, 1), generator=generator).to(x.device)
-    rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
-    cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
-    batch = torch.arange(b, device=x.device)[:, None, None, None]
-    chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return padded[batch, chan, rows, cols]
-
-
-def train_classifier(dataset: str = "mnist5k", *, epochs: int | None = None, batch_size: int = 64,
-                     lr: float = 3e-3, seed: int = 0, verbose: bool = False) -> DigitCNN:
-    """Train a DigitCNN on the HELD-OUT split of `dataset` (AdamW, one-cycle schedule, random shifts).
-
-    Deterministic for a given seed, torch version and thread count; the global RNG is left untouched.
-    """
-    check_choice(dataset, DATASETS, "dataset")
-    recipe = DATASETS[dataset]
-    epochs = recipe["epochs"] if epochs is None else epochs
-    x, y = _LOADERS[dataset]("heldout")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # weight initialisation only
-        net = DigitCNN(recipe["size"])
-    g = torch.Generator().manual_seed(seed)
-    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    for epoch in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), batch_size):
-            j = perm[i:i + batch_size]
-            loss = F.cross_entropy(net(random_shift(x[j], recipe["shift"], generator=g)), y[j])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        if verbose and (epoch + 1) % 10 == 0:
-            print(f"  {dataset} epoch {epoch + 1}/{epochs}: loss {loss.item():.4f}")
-    return net.eval()
-
-
-def build(datasets=tuple(DATASETS), *, verbose: bool = True) -> dict:
-    """Train, test on the (unseen) training split, save checkpoints and write manifest.json."""
-    out = zoo_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    for name in datasets:
-        net = train_classifier(name, verbose=verbose)
-        x, y = _LOADERS[name]("train")
-        with torch.no_grad():
-            acc = (net(x).argmax(1) == y).float().mean().item()
-        file = out / f"digit_classifier_{name}.pt"
-        torch.save({"dataset": name, "size": net.size, "state_dict": net.state_dict()}, file)
-        manifest[file.name] = {"sha256": sha256_file(file), "bytes": file.stat().st_size,
-                               "dataset": name, "trained_on": "heldout split", "recipe": DATASETS[name],
-                               "accuracy_on_train_split": round(acc, 4), "n_train_split": len(y),
-                               "torch": torch.__version__, "threads": torch.get_num_threads(),
-                               "built_by": REBUILD}
-        if verbose:
-            print(f"{file.name}: accuracy on the unseen training split {acc:.4f} ({len(y)} images)")
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    _CACHE.clear()
-    return manifest
-
-
-def load_classifier(dataset: str = "mnist5k", *, device: torch.device | str | None = None) -> DigitCNN:
-    """The shipped classifier for `dataset` in eval mode, after checking its SHA-256."""
-    check_choice(dataset, DATASETS, "dataset")
-    key = (dataset, str(torch.device(device or "cpu")))
+    name = classifier_name(dataset)
+    key = (name, str(torch.device(device or "cpu")), str(store.zoo_dir()))
     if key not in _CACHE:
-        manifest_path = zoo_dir() / "manifest.json"
-        file = zoo_dir() / f"digit_classifier_{dataset}.pt"
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"classifier manifest {manifest_path} is missing; rebuild with: {REBUILD}")
-        entry = json.loads(manifest_path.read_text()).get(file.name)
-        if entry is None:
-            raise FileNotFoundError(f"{file.name} is not in {manifest_path}; rebuild with: {REBUILD}")
-        verify_file(file, entry["sha256"], REBUILD)
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
-        net = DigitCNN(DATASETS[dataset]["size"])
-        try:
-            net.load_state_dict(ckpt["state_dict"])
-        except (KeyError, RuntimeError) as err:
-            raise ValueError(f"checkpoint {file} does not match the DigitCNN recipe: {err}") from err
-        _CACHE[key] = net.eval().to(device or "cpu")
+        _CACHE[key] = zoo.load(name, device=device)
     return _CACHE[key]
 
 
@@ -314,13 +197,11 @@ def evaluate(samples: torch.Tensor, requested_labels: torch.Tensor | None = None
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m dpm_lab.digit_eval build` retrains and saves the classifiers; `floor` prints floors."""
+    """`python -m dpm_lab.digit_eval floor` prints the FDD floors (rebuild classifiers with dpm_lab.zoo)."""
     parser = argparse.ArgumentParser(prog="python -m dpm_lab.digit_eval")
-    parser.add_argument("command", choices=["build", "floor"])
+    parser.add_argument("command", choices=["floor"])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     args = parser.parse_args(argv)
-    if args.command == "build":
-        build(args.datasets)
     for name in args.datasets:
         sizes = [100, 359] if name == "digits8" else [100, 500, 1000]
         g = torch.Generator().manual_seed(0)

@@ -10,14 +10,13 @@ NumPy's legacy `RandomState(0)` (whose stream NumPy promises never to change), s
 the same on every machine and version. Generative models train on "train"; the evaluation
 classifier of `dl.digit_eval` trains on "heldout", so it never sees the generator's data.
 
-Data files live in the repository's data/ folder (override with the DPM_LAB_DATA environment
-variable) and are checked against their recorded SHA-256 before use.
+Data files live in `dl.store.data_dir()` (the repository's data/ folder, or $DPM_LAB_DATA) and
+are checked against their recorded SHA-256 (`dl.store.verify`) before use.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -25,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import store
 from .utils import check_choice
 
-__all__ = ["SPLITS", "HELDOUT_FRACTION", "SPLIT_SEED", "data_dir", "sha256_file", "verify_file", "split_indices",
+__all__ = ["SPLITS", "HELDOUT_FRACTION", "SPLIT_SEED", "split_indices",
            "load_mnist5k", "load_digits8", "load_image_folder", "load_npz", "to_unit", "from_unit", "to_display"]
 
 SPLITS = ("train", "heldout", "all")
@@ -38,39 +38,6 @@ DIGITS8_CONTENT_SHA256 = "87ff0c9e40dc7e2c0e34e7257799c2e3f3aec1a016363bb11cad86
 MNIST5K_REBUILD = "python data/make_mnist5k.py"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _CACHE: dict = {}
-
-
-def data_dir() -> Path:
-    """The folder holding data files: $DPM_LAB_DATA if set, else the repository's data/."""
-    env = os.environ.get("DPM_LAB_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_file(path: str | Path, sha256: str, rebuild: str) -> Path:
-    """Raise a clear error if `path` is missing or its SHA-256 differs from the recorded one.
-
-    Args:
-        path: the data file.
-        sha256: the recorded hex digest.
-        rebuild: the command that recreates the file (quoted in the error message).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {path} is missing; rebuild it with: {rebuild}")
-    got = sha256_file(path)
-    if got != sha256:
-        raise ValueError(f"data file {path} is damaged: its SHA-256 is {got[:16]}..., the recorded one "
-                         f"is {sha256[:16]}...; rebuild it with: {rebuild}")
-    return path
 
 
 def split_indices(labels: np.ndarray | torch.Tensor, split: str, *,
@@ -126,12 +93,12 @@ def _select(images, labels, split, normalize, dtype, device, scale):
 
 def _mnist5k_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Verified uint8 arrays of MNIST-5k (cached per file path and modification time)."""
-    record_path = data_dir() / "mnist5k.json"
+    record_path = store.data_dir() / "mnist5k.json"
     if not record_path.is_file():
-        raise FileNotFoundError(f"provenance record {record_path} is missing; rebuild it with: {MNIST5K_REBUILD}")
+        raise store.MissingFileError(f"provenance record {record_path} is missing; rebuild it with: {MNIST5K_REBUILD}")
     key = (str(path), path.stat().st_mtime_ns if path.is_file() else None)
     if key not in _CACHE:
-        verify_file(path, json.loads(record_path.read_text())["sha256"], MNIST5K_REBUILD)
+        store.verify(path, json.loads(record_path.read_text())["sha256"], MNIST5K_REBUILD)
         with np.load(path, allow_pickle=False) as f:
             _CACHE[key] = (f["images"], f["labels"])
     return _CACHE[key]
@@ -152,7 +119,7 @@ def load_mnist5k(split: str = "train", *, normalize: bool = True, dtype: torch.d
     Returns:
         images (N, 1, 28, 28) and labels (N,) long.
     """
-    path = Path(path) if path is not None else data_dir() / "mnist5k.npz"
+    path = Path(path) if path is not None else store.data_dir() / "mnist5k.npz"
     images, labels = _mnist5k_arrays(path)
     return _select(images, labels, split, normalize, dtype, device, 255.0)
 
@@ -281,7 +248,7 @@ def load_npz(path: str | Path, key: str = "images", *, labels_key: str | None = 
     check_choice(layout, ("auto", "NCHW", "NHWC"), "layout")
     path = Path(path)
     if sha256 is not None:
-        verify_file(path, sha256, "restore the file from where you got it")
+        store.verify(path, sha256, "restore the file from where you got it")
     elif not path.is_file():
         raise FileNotFoundError(f"npz file {path} is missing")
     try:

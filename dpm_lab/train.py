@@ -9,14 +9,14 @@ TensorDataset (x0, c) sampled with replacement.  `loss(model, x0, c, *, generato
 per-sample losses (losses.DiffusionLoss, ScoreMatching, ...).  One torch.Generator seeded by
 `seed` drives all randomness, and it is saved in checkpoints: a resumed run reproduces the
 uninterrupted one exactly on CPU.  When the loop ends, is interrupted (KeyboardInterrupt) or
-closed, the checkpoint (if any) is written atomically and the EMA weights are copied into `model`.
+closed, the checkpoint (if any) is written atomically (store.save_atomic) and the EMA weights
+are copied into `model`.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -24,9 +24,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from . import store
 from .utils import check_choice, device as default_device
 
-__all__ = ["Record", "EMA", "fit", "train", "lr_at", "make_batcher", "save_atomic"]
+__all__ = ["Record", "EMA", "fit", "train", "lr_at", "make_batcher"]
 
 
 @dataclass
@@ -116,22 +117,6 @@ def make_batcher(data, batch: int, generator: torch.Generator, dev) -> Callable[
     return call
 
 
-def save_atomic(obj, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file in the same folder, then os.replace: never a half-written file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _state(model, ema, opt, step, gen, ema_loss):
     return {"model": model.state_dict(), "ema": ema.shadow if ema else [], "opt": opt.state_dict(),
             "step": step, "generator": gen.get_state(), "ema_loss": ema_loss}
@@ -200,7 +185,7 @@ def fit(model: nn.Module, loss: Callable, data, *, steps: int = 2000, batch: int
             v = value.item()
             ema_loss = v if math.isnan(ema_loss) else 0.98 * ema_loss + 0.02 * v
             if checkpoint and save_every and done % save_every == 0:
-                save_atomic(_state(model, avg, opt, done, gen, ema_loss), checkpoint)
+                store.save_atomic(_state(model, avg, opt, done, gen, ema_loss), checkpoint)
             if bar is not None:
                 bar.update(1)
                 if done % 50 == 0:
@@ -216,7 +201,7 @@ def fit(model: nn.Module, loss: Callable, data, *, steps: int = 2000, batch: int
         if bar is not None:
             bar.close()
         if checkpoint and done > start:
-            save_atomic(_state(model, avg, opt, done, gen, ema_loss), checkpoint)
+            store.save_atomic(_state(model, avg, opt, done, gen, ema_loss), checkpoint)
         if avg:
             avg.copy_to(model)
         model.eval()

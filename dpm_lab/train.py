@@ -18,14 +18,15 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from . import store
-from .utils import check_choice, device as default_device
+from .utils import check_choice
+from .utils import device as default_device
 
 __all__ = ["Record", "EMA", "fit", "train", "lr_at", "make_batcher"]
 
@@ -42,7 +43,7 @@ class Record:
     lr: float
     elapsed: float
     grad_norm: float
-    ema: "EMA | None" = field(default=None, repr=False)
+    ema: EMA | None = field(default=None, repr=False)
 
 
 class EMA:

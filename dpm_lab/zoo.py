@@ -21,9 +21,9 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -250,5 +250,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from dpm_lab import zoo as _zoo         # the imported module, whose registry `import dpm_lab` filled
+    from dpm_lab import zoo as _zoo  # the imported module, whose registry `import dpm_lab` filled
     _zoo.main()

@@ -1,9 +1,9 @@
-"""Guidance wrappers against exact mixture fields (§8.2, §8.3), and the image-model recipes."""
+"""Guidance wrappers against exact mixture fields (§8.2, §8.3); the image recipes are tested in test_recipes.py."""
 import pytest
 import torch
 
 import dpm_lab as dl
-from dpm_lab import guidance, image_models, zoo
+from dpm_lab import guidance
 
 
 class ExactConditional(dl.Model):
@@ -69,35 +69,3 @@ def test_classifier_guidance_with_exact_classifier(mixture2d, gen):
     torch.testing.assert_close(cg.predict(x, t, "score", c=1), mixture2d.score(x, t, sched, c=1))
     with pytest.raises(ValueError, match="needs a class label"):
         cg.predict(x, t, "score")
-
-
-def test_image_recipes_registered_and_generate():
-    names = zoo.names()
-    for n in ("digits8_uncond", "digits8_cond", "mnist5k_uncond", "mnist5k_cond", "mnist5k_cond_gpu"):
-        assert n in names
-    model = zoo.get("digits8_cond").new_model()
-    x = image_models.generate(model, torch.arange(4), omega=2.0, nfe=4, generator=torch.Generator().manual_seed(0))
-    assert x.shape == (4, 1, 8, 8) and float(x.abs().max()) <= 1
-    with pytest.raises(ValueError, match="unconditional"):
-        image_models.generate(zoo.get("digits8_uncond").new_model(), torch.arange(3))
-
-
-def test_short_image_training_lowers_the_loss():
-    recipe = zoo.get("digits8_cond")
-    model = recipe.new_model()
-    loss = recipe.loss(recipe.spec)
-    x, c = recipe.data(recipe.spec)
-    losses = [r.loss for r in dl.train.fit(model, loss, (x, c), steps=80, batch=64, lr=2e-3, seed=0, device="cpu")]
-    first, last = sum(losses[:5]) / 5, sum(losses[-20:]) / 20
-    assert last < 0.6 * first, (first, last)
-
-
-@pytest.mark.parametrize("name", ["mnist5k_cond", "digits8_cond"])
-def test_shipped_conditional_models_follow_their_labels(name):
-    # the checkpoints in data/zoo: guided samples are recognised as the requested digit
-    from dpm_lab import digit_eval
-    model = zoo.load(name)
-    labels = torch.arange(100) % 10
-    x = image_models.generate(model, labels, omega=2.0, nfe=10, lam_interval=(-1.69, 1.27),
-                              generator=torch.Generator().manual_seed(0))
-    assert digit_eval.conditional_accuracy(x, labels) >= 0.9

@@ -1,15 +1,14 @@
-"""Tests of the image data loaders (dpm_lab.images) and the digit evaluation (dpm_lab.digit_eval)."""
+"""The image data loaders (dpm_lab.images): shapes, the fixed split, folders, npz files, checksums, display."""
 import hashlib
 import shutil
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
 from PIL import Image
 
-from dpm_lab import digit_eval as E
 from dpm_lab import images as I
+from dpm_lab import store
 
 LOADERS = {"mnist5k": (I.load_mnist5k, 28, 5000, 1000), "digits8": (I.load_digits8, 8, 1797, 359)}
 
@@ -123,26 +122,17 @@ def _flip_bytes(path, at=1000, count=16):
     path.write_bytes(bytes(data))
 
 
-def test_missing_and_damaged_mnist_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="make_mnist5k"):
+def test_missing_and_damaged_mnist_file(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="mnist5k.npz is missing.*make_mnist5k"):
         I.load_mnist5k(path=tmp_path / "mnist5k.npz")
     bad = tmp_path / "mnist5k.npz"
-    shutil.copy(I.data_dir() / "mnist5k.npz", bad)
+    shutil.copy(store.data_dir() / "mnist5k.npz", bad)
     _flip_bytes(bad)
-    with pytest.raises(ValueError, match="damaged.*make_mnist5k"):
+    with pytest.raises(store.DamagedFileError, match="mnist5k.npz is damaged.*make_mnist5k"):
         I.load_mnist5k(path=bad)
-
-
-def test_damaged_classifier_checkpoint(tmp_path, monkeypatch):
-    shutil.copytree(I.data_dir() / "zoo_images", tmp_path / "zoo_images")
-    _flip_bytes(tmp_path / "zoo_images" / "digit_classifier_digits8.pt")
-    monkeypatch.setenv("DPM_LAB_DATA", str(tmp_path))
-    monkeypatch.setattr(E, "_CACHE", {})
-    with pytest.raises(ValueError, match="damaged.*digit_eval build"):
-        E.load_classifier("digits8")
-    (tmp_path / "zoo_images" / "manifest.json").unlink()
-    with pytest.raises(FileNotFoundError, match="digit_eval build"):
-        E.load_classifier("mnist5k")
+    monkeypatch.setenv("DPM_LAB_DATA", str(tmp_path))             # the data folder without its record
+    with pytest.raises(store.MissingFileError, match="mnist5k.json is missing.*make_mnist5k"):
+        I.load_mnist5k()
 
 
 def test_display_helpers():
@@ -150,52 +140,3 @@ def test_display_helpers():
     assert I.to_unit(x).flatten().tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
     assert I.to_display(x).shape == (1, 1, 5)
     assert I.to_display(x.expand(2, 3, 1, 5)).shape == (2, 1, 5, 3)
-
-
-@pytest.mark.parametrize("name", LOADERS)
-def test_classifier_recognises_unseen_training_split(name):
-    x, y = LOADERS[name][0]("train")
-    assert E.conditional_accuracy(x, y) > 0.9
-    assert E.conditional_accuracy(x, (y + 1) % 10) < 0.05
-    assert E.digit_features(x[:7]).shape == (7, 64)
-
-
-def test_frechet_distance_matches_sqrtm_formula():
-    rs = np.random.RandomState(0)
-    a, b = rs.randn(6, 6), rs.randn(6, 3)
-    c1, c2 = a @ a.T, b @ b.T  # c2 is singular
-    mu1, mu2 = rs.randn(6), rs.randn(6)
-    covmean = scipy.linalg.sqrtm(c1 @ c2).real
-    ref = np.sum((mu1 - mu2) ** 2) + np.trace(c1 + c2 - 2 * covmean)
-    assert E.frechet_distance(mu1, c1, mu2, c2) == pytest.approx(ref, rel=1e-6)
-    assert E.frechet_distance(mu1, c1, mu1, c1) == pytest.approx(0, abs=1e-8)
-
-
-def test_fdd_zero_for_itself_and_grows_with_noise():
-    x, _ = I.load_mnist5k("heldout")
-    x = x[:500]
-    assert E.frechet_digit_distance(x, x) == pytest.approx(0, abs=1e-6)
-    g = torch.Generator().manual_seed(0)
-    fdds = [E.frechet_digit_distance(x, x + s * torch.randn(x.shape, generator=g)) for s in (0.1, 0.2, 0.4, 0.8)]
-    assert all(a < b for a, b in zip(fdds, fdds[1:])), fdds
-    with pytest.raises(ValueError, match="differ in size"):
-        E.frechet_digit_distance(x, I.load_digits8("heldout")[0])
-
-
-def test_fdd_floor_and_evaluate():
-    g = torch.Generator().manual_seed(0)
-    floor = E.fdd_floor(359, "digits8", repeats=3, generator=g)
-    assert 0 < floor < 30
-    with pytest.raises(ValueError, match="n must be"):
-        E.fdd_floor(360, "digits8")
-    x, y = I.load_digits8("heldout")
-    out = E.evaluate(x + 0.5 * torch.randn(x.shape, generator=g), y, generator=g, verbose=False)
-    assert out["n"] == 359 and out["fdd"] > out["fdd_floor"] and 0 <= out["conditional_accuracy"] <= 1
-
-
-def test_random_shift_is_seeded_and_keeps_shape():
-    x, _ = I.load_digits8("heldout")
-    a = E.random_shift(x, 1, generator=torch.Generator().manual_seed(3))
-    b = E.random_shift(x, 1, generator=torch.Generator().manual_seed(3))
-    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
-    assert torch.equal(E.random_shift(x, 0), x)

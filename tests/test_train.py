@@ -6,7 +6,7 @@ import torch
 
 import dpm_lab as dl
 from dpm_lab import losses, nets
-from dpm_lab.train import EMA, Record, fit, lr_at, save_atomic, train
+from dpm_lab.train import EMA, Record, fit, lr_at, train
 
 MIX = dl.datasets.eight_gaussians_mixture()
 
@@ -101,9 +101,13 @@ def test_resume_from_corrupt_checkpoint_is_a_clear_error(tmp_path):
         list(fit(_model(), losses.cfm(), _data, checkpoint=str(bad), resume=True, **KW))
 
 
-def test_save_atomic_and_lr_schedule(tmp_path):
-    save_atomic({"a": torch.ones(2)}, tmp_path / "sub" / "x.pt")
-    assert torch.equal(torch.load(tmp_path / "sub" / "x.pt", weights_only=True)["a"], torch.ones(2))
+def test_checkpoint_goes_to_a_new_folder_atomically(tmp_path):
+    ckpt = tmp_path / "sub" / "run.pt"
+    train(_model(), losses.cfm(), _data, checkpoint=str(ckpt), save_every=10, **{**KW, "steps": 20})
+    assert torch.load(ckpt, weights_only=True)["step"] == 20 and os.listdir(ckpt.parent) == ["run.pt"]
+
+
+def test_lr_schedule():
     assert lr_at(0, 100, 1.0, "cosine", warmup=10) == pytest.approx(0.1)
     assert lr_at(10, 100, 1.0, "cosine", warmup=10) == pytest.approx(1.0)
     assert lr_at(100, 100, 1.0, "linear", final_frac=0.1) == pytest.approx(0.1)

@@ -1,44 +1,39 @@
-"""The zoo: registry, checkpoint round trip, clear errors for bad files, and the shipped 2D models."""
+"""The zoo: registry, fingerprints, build/load round trip, clear errors, and every shipped checkpoint."""
 import json
 from dataclasses import replace
 
 import pytest
 import torch
 
-import dpm_lab as dl
-from dpm_lab import zoo
+from dpm_lab import store, zoo
 
 TINY = "test_tiny_flow"
 
 
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    """A 20-step recipe registered for the tests and built into a temporary zoo folder."""
+def _tiny_recipe(**changes) -> zoo.Recipe:
+    """The 8g_flow recipe shrunk to 20 steps and 16 hidden units (not shipped)."""
     base = zoo.get("8g_flow")
     spec = json.loads(json.dumps(base.spec))
     spec["train"]["steps"], spec["net"]["hidden"] = 20, 16
-    zoo.register(replace(base, name=TINY, spec=spec), replace=True)
+    return replace(base, name=TINY, spec=spec, shipped=False, **changes)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    """TINY registered for this module and built into a temporary zoo folder."""
+    zoo.register(_tiny_recipe(), replace=True)
     root = tmp_path_factory.mktemp("zoo")
     zoo.build(TINY, root=root)
-    return root
+    yield root
+    zoo._REGISTRY.pop(TINY, None)
 
 
-def test_registry():
-    assert {"8g_flow", "moons_flow", "8g_to_moons", "8g_cond"} <= set(zoo.names())
-    assert {f"{d}_vp_{k}" for d in ("8g", "moons") for k in ("x0", "eps", "score", "velocity")} <= set(zoo.names())
-    with pytest.raises(ValueError, match="already registered"):
-        zoo.register(zoo.get("8g_flow"))
-    with pytest.raises(ValueError, match="unknown zoo model"):
-        zoo.get("nope")
-
-
-def test_round_trip(tiny_root):
-    model = zoo.load(TINY, root=tiny_root)
-    blob = torch.load(tiny_root / f"{TINY}.pt", weights_only=True)
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, blob["state_dict"][k])
-    assert not model.training and model.kind == "velocity"
-    assert model.eps(torch.zeros(2, 2), 0.5).shape == (2, 2)
+@pytest.fixture
+def swapped(tiny_root):
+    """Register a variant of TINY for one test, then put the original back."""
+    original = zoo.get(TINY)
+    yield lambda recipe: zoo.register(recipe, replace=True)
+    zoo.register(original, replace=True)
 
 
 def _copy(root, tmp_path):
@@ -47,61 +42,176 @@ def _copy(root, tmp_path):
     return tmp_path
 
 
-def test_truncated_or_altered_checkpoint_is_a_clear_error(tiny_root, tmp_path):
+def _flip_byte(path, at=-100):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_registry_lookups_and_errors():
+    assert {"8g_flow", "moons_flow", "mnist5k_cond", "digit_classifier_mnist5k"} <= set(zoo.names())
+    assert zoo.names() == sorted(zoo.names())
+    with pytest.raises(ValueError, match="already registered"):
+        zoo.register(zoo.get("8g_flow"))
+    with pytest.raises(ValueError, match="unknown zoo model 'nope'"):
+        zoo.get("nope")
+    with pytest.raises(TypeError, match="needs a Recipe"):
+        zoo.register({"name": "x"})
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"builder": "toy"}, "builder must be a 'family/version'"),
+    ({"shape": [2]}, "shape must be a non-empty tuple"),
+    ({"shape": (0,)}, "shape must be a non-empty tuple"),
+    ({"n_classes": -1}, "n_classes must be an int >= 0"),
+    ({"spec": {"f": print}}, "spec must be JSON-able"),
+])
+def test_register_checks_the_recipe(change, match):
+    with pytest.raises(ValueError, match=match):
+        zoo.register(replace(_tiny_recipe(), name="test_bad", **change))
+    assert "test_bad" not in zoo.names()
+
+
+def test_fingerprint_is_spec_builder_shape_and_classes_not_module_paths():
+    recipe = zoo.get("8g_flow")
+    fp = json.loads(recipe.fingerprint())
+    assert fp == {"builder": "toy/1", "spec": recipe.spec, "shape": [2], "n_classes": 0}
+    assert "dpm_lab." not in recipe.fingerprint()
+    moved = replace(recipe, model=lambda spec: recipe.model(spec), loss=lambda spec: recipe.loss(spec))
+    assert moved.fingerprint() == recipe.fingerprint()                  # moving a builder changes nothing
+    assert replace(recipe, builder="toy/2").fingerprint() != recipe.fingerprint()
+
+
+def test_new_model_is_seeded_and_names_its_recipe():
+    recipe = _tiny_recipe()
+    state = torch.random.get_rng_state()
+    a, b = recipe.new_model(), recipe.new_model()
+    assert torch.equal(state, torch.random.get_rng_state())               # the global RNG is untouched
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert a.recipe_name == TINY
+    with pytest.raises(ValueError, match="does not come from a zoo recipe"):
+        zoo.recipe_of(torch.nn.Linear(2, 2))
+
+
+def test_round_trip(tiny_root):
+    model = zoo.load(TINY, root=tiny_root)
+    blob = torch.load(tiny_root / f"{TINY}.pt", weights_only=True)
+    assert blob["format"] == zoo.FORMAT and blob["recipe"] == zoo.get(TINY).fingerprint()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, blob["state_dict"][k])
+    assert not model.training and model.kind == "velocity" and zoo.recipe_of(model) is zoo.get(TINY)
+    entry = store.read_manifest(tiny_root)[TINY]
+    assert entry["sha256"] == store.sha256_file(tiny_root / f"{TINY}.pt") and entry["builder"] == "toy/1"
+    assert entry["final_loss"] > 0
+
+
+def test_flipped_byte_is_a_damaged_error(tiny_root, tmp_path):
+    root = _copy(tiny_root, tmp_path)
+    _flip_byte(root / f"{TINY}.pt")
+    with pytest.raises(store.DamagedFileError, match=rf"{TINY}\.pt is damaged.*python -m dpm_lab.zoo build {TINY}"):
+        zoo.load(TINY, root=root)
+
+
+def test_truncated_missing_or_unlisted_checkpoint_is_a_clear_error(tiny_root, tmp_path):
     root = _copy(tiny_root, tmp_path)
     path = root / f"{TINY}.pt"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(zoo.ZooError, match="altered, truncated or corrupt.*python -m dpm_lab.zoo build"):
+    with pytest.raises(zoo.ZooError, match="damaged"):
         zoo.load(TINY, root=root)
-    with pytest.raises(zoo.ZooError, match="truncated or corrupt and cannot be read"):
+    with pytest.raises(zoo.ZooError, match="damaged .*cannot be read"):
         zoo.load(TINY, root=root, check_hash=False)
-    path.write_bytes(data[:-9] + bytes(b ^ 0xFF for b in data[-9:]))
-    with pytest.raises(zoo.ZooError, match="SHA-256"):
-        zoo.load(TINY, root=root)
-    (root / f"{TINY}.pt").unlink()
-    with pytest.raises(zoo.ZooError, match="no checkpoint"):
+    path.unlink()
+    for check_hash in (True, False):
+        with pytest.raises(store.MissingFileError, match=f"missing; rebuild it with: python -m dpm_lab.zoo build {TINY}"):
+            zoo.load(TINY, root=root, check_hash=check_hash)
+    (root / store.MANIFEST).unlink()
+    with pytest.raises(zoo.ZooError, match="no entry in"):
         zoo.load(TINY, root=root)
 
 
-def test_changed_recipe_is_a_clear_error(tiny_root):
+def test_wrong_format_is_a_clear_error(tiny_root, tmp_path):
+    root = _copy(tiny_root, tmp_path)
+    store.save_atomic({"state_dict": {}}, root / f"{TINY}.pt")
+    with pytest.raises(zoo.ZooError, match="is not a dpm_lab.zoo/1 checkpoint"):
+        zoo.load(TINY, root=root, check_hash=False)
+
+
+@pytest.mark.parametrize("change,changed", [
+    (lambda r: {"spec": {**r.spec, "train": {**r.spec["train"], "lr": 1e-4}}}, "train"),
+    (lambda r: {"builder": "toy/2"}, "builder"),
+    (lambda r: {"n_classes": 3}, "n_classes"),
+])
+def test_changed_recipe_is_a_clear_error(tiny_root, swapped, change, changed):
     recipe = zoo.get(TINY)
-    spec = json.loads(json.dumps(recipe.spec))
-    spec["train"]["lr"] = 1e-4
-    zoo.register(replace(recipe, spec=spec), replace=True)
-    try:
-        with pytest.raises(zoo.ZooError, match=r"different recipe \(changed: train\)"):
-            zoo.load(TINY, root=tiny_root)
-    finally:
-        zoo.register(recipe, replace=True)
+    swapped(replace(recipe, **change(recipe)))
+    with pytest.raises(zoo.ZooError, match=rf"different recipe \(changed: {changed}\)"):
+        zoo.load(TINY, root=tiny_root)
 
 
-TOY = [n for n in zoo.names() if zoo.get(n).spec.get("net", {}).get("dim") == 2 and n != TINY]   # the 2D recipes
+def test_a_moved_builder_still_loads(tiny_root, swapped):
+    recipe = zoo.get(TINY)
+    swapped(replace(recipe, model=lambda spec: recipe.model(spec)))
+    assert zoo.load(TINY, root=tiny_root).recipe_name == TINY
 
 
-@pytest.mark.parametrize("name", TOY)
-def test_shipped_checkpoints_load_and_are_small(name):
-    entry = json.loads((zoo.zoo_dir() / "manifest.json").read_text())[name]
-    assert entry["bytes"] < 300_000
-    assert isinstance(zoo.load(name), dl.nets.Predictor)
+def test_weights_that_do_not_fit_the_model_are_a_clear_error(tiny_root, tmp_path):
+    root = _copy(tiny_root, tmp_path)
+    blob = torch.load(root / f"{TINY}.pt", weights_only=True)
+    blob["state_dict"].popitem()
+    store.save_atomic(blob, root / f"{TINY}.pt")
+    with pytest.raises(zoo.ZooError, match="does not fit its recipe's model"):
+        zoo.load(TINY, root=root, check_hash=False)
 
 
-@pytest.mark.parametrize("name,kind", [("8g_flow", "velocity"), ("8g_vp_eps", "eps"), ("8g_vp_x0", "eps")])
-def test_shipped_models_match_the_exact_field(name, kind):
-    """At t = 0.5, on samples of p_t, relative RMS error to the mixture's closed form below 0.15."""
-    model, mix = zoo.load(name), dl.datasets.eight_gaussians_mixture()
-    x_t = mix.sample_marginal(2000, 0.5, model.schedule, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        got = model.predict(x_t, 0.5, kind)
-    true = mix.predict(x_t, 0.5, model.schedule, kind)
-    rel = ((got - true) ** 2).sum(1).mean().sqrt() / (true ** 2).sum(1).mean().sqrt()
-    assert rel < 0.15, f"relative RMS error {rel:.3f}"
+def test_build_with_a_custom_trainer(tiny_root, swapped, tmp_path):
+    calls = []
+
+    def trainer(model, recipe, *, device, progress):
+        calls.append((recipe.name, str(device), progress))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(0.5)
+        return {"final_loss": 0.0, "note": "custom"}
+
+    swapped(replace(zoo.get(TINY), trainer=trainer))
+    zoo.build(TINY, root=tmp_path)
+    assert calls == [(TINY, "cpu", False)]
+    assert store.read_manifest(tmp_path)[TINY]["note"] == "custom"
+    assert all((p == 0.5).all() for p in zoo.load(TINY, root=tmp_path).parameters())
 
 
-def test_conditional_model_follows_its_label():
-    model, mix = zoo.load("8g_cond"), dl.datasets.eight_gaussians_mixture()
-    x_t = mix.sample_marginal(1000, 0.5, model.schedule, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        got = model.predict(x_t, 0.5, "x0", c=3)
-    true = mix.x0(x_t, 0.5, model.schedule, c=3)
-    assert ((got - true) ** 2).sum(1).mean().sqrt() < 0.15 * (true ** 2).sum(1).mean().sqrt()
+SHIPPED = [n for n in zoo.names() if zoo.get(n).shipped]
+
+
+def test_the_manifest_lists_exactly_the_shipped_recipes():
+    assert set(store.read_manifest(store.zoo_dir())) == set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_checkpoint_loads_with_its_hash_checked(name):
+    entry = store.read_manifest(store.zoo_dir())[name]
+    path = store.zoo_dir() / entry["file"]
+    assert store.sha256_file(path) == entry["sha256"] and path.stat().st_size == entry["bytes"]
+    assert entry["builder"] == zoo.get(name).builder
+    model = zoo.load(name, check_hash=True)
+    assert zoo.recipe_of(model) is zoo.get(name) and not model.training
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert "dpm_lab." not in torch.load(path, weights_only=True)["recipe"]      # no module paths
+
+
+def test_a_flipped_byte_in_a_shipped_checkpoint_is_a_damaged_error(tmp_path):
+    name = "digit_classifier_digits8"
+    for f in (f"{name}.pt", store.MANIFEST):
+        (tmp_path / f).write_bytes((store.zoo_dir() / f).read_bytes())
+    _flip_byte(tmp_path / f"{name}.pt", at=5000)
+    with pytest.raises(store.DamagedFileError, match=rf"{name}\.pt is damaged.*python -m dpm_lab.zoo build {name}"):
+        zoo.load(name, root=tmp_path)
+
+
+def test_command_line_list(capsys):
+    zoo.main(["list"])
+    out = capsys.readouterr().out
+    assert all(n in out for n in SHIPPED) and "not shipped" in out
+    with pytest.raises(SystemExit):
+        zoo.main(["build"])

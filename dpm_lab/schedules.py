@@ -21,18 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .utils import Time, as_time, check_choice
+from .utils import Time, as_time, check_choice, check_finite, randn
 
 __all__ = ["Coeffs", "Schedule", "VPLinear", "Cosine", "VEGeometric", "EDM", "RectifiedFlow", "Trig",
            "DiscreteSchedule", "get_schedule", "SCHEDULES"]
-
-
-def _finite_or_raise(value: torch.Tensor, t: torch.Tensor, what: str, why: str) -> torch.Tensor:
-    bad = ~torch.isfinite(value)
-    if bad.any():
-        t_bad = t.expand_as(value)[bad].flatten()[0].item() if t.dim() else t.item()
-        raise ValueError(f"{what} is not defined at t = {t_bad:g} ({why}); use a t strictly inside the range")
-    return value
 
 
 @dataclass(frozen=True)
@@ -110,7 +102,7 @@ class Schedule:
         safe = torch.where(sig > 0, sig, torch.ones_like(sig))
         at_zero = torch.where(ds2 == 0, torch.zeros_like(ds2), torch.full_like(ds2, math.inf))
         out = torch.where(sig > 0, ds2 / (2 * safe), at_zero)
-        return _finite_or_raise(out, t, f"{self.name}.d_sigma", "sigma_t = 0 there and sigma_t grows like sqrt(t)")
+        return check_finite(out, t, f"{self.name}.d_sigma", "sigma_t = 0 there and sigma_t grows like sqrt(t)")
 
     def coeffs(self, t: Time) -> Coeffs:
         """alpha, sigma, their derivatives, lambda, lambda', f and g^2 at t from one validated call.
@@ -143,8 +135,8 @@ class Schedule:
         t = as_time(t)
         sig2 = self._sigma(t) ** 2
         out = self.f(t) - self._d_sigma2(t) / (2 * torch.where(sig2 > 0, sig2, torch.ones_like(sig2)))
-        return _finite_or_raise(torch.where(sig2 > 0, out, torch.full_like(out, -math.inf)), t,
-                                f"{self.name}.d_lam", "sigma_t = 0 there")
+        return check_finite(torch.where(sig2 > 0, out, torch.full_like(out, -math.inf)), t,
+                            f"{self.name}.d_lam", "sigma_t = 0 there")
 
     def snr(self, t: Time) -> torch.Tensor:
         """Signal-to-noise ratio alpha_t^2 / sigma_t^2 = exp(2 lambda_t)."""
@@ -173,7 +165,7 @@ class Schedule:
         a, da = self._alpha(t), self._d_alpha(t)
         out = da / torch.where(a > 0, a, torch.ones_like(a))
         out = torch.where(a > 0, out, torch.full_like(out, -math.inf))
-        return _finite_or_raise(out, t, f"{self.name}.f", "alpha_t = 0 there")
+        return check_finite(out, t, f"{self.name}.f", "alpha_t = 0 there")
 
     def g2(self, t: Time) -> torch.Tensor:
         """Diffusion coefficient g^2(t) = (sigma_t^2)' - 2 f(t) sigma_t^2 (lemma of §4.5.2)."""
@@ -219,11 +211,13 @@ class Schedule:
         """Standard deviation of the Gaussian prior N(0, sigma_1^2 I) used to start samplers."""
         return float(self._sigma(torch.tensor(1.0, dtype=torch.float64)))
 
-    def sample_prior(self, shape, *, generator: torch.Generator | None = None,
-                     dtype=torch.float32, device=None) -> torch.Tensor:
-        """Draw x_1 ~ N(0, sigma_1^2 I) (alpha_1 x0 is neglected where alpha_1 is small)."""
-        z = torch.randn(*shape, generator=generator, dtype=dtype, device=device or "cpu")
-        return (z * self.prior_std()).to(device) if device is not None else z * self.prior_std()
+    def sample_prior(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
+                     dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+        """Draw x_1 ~ N(0, sigma_1^2 I) (alpha_1 x0 is neglected where alpha_1 is small).
+
+        Drawn on the generator's device (utils.randn), then moved to `device`.
+        """
+        return randn(shape, generator=generator, dtype=dtype, device=device) * self.prior_std()
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
@@ -258,7 +252,7 @@ class VPLinear(Schedule):
     def _d_alpha(self, t): return -0.5 * self.beta(t) * self._alpha(t)
     def _d_sigma2(self, t): return self.beta(t) * torch.exp(-self._B(t))
 
-    def inv_lam(self, lam):
+    def inv_lam(self, lam: float | torch.Tensor) -> torch.Tensor:
         # exp(-B) = alpha^2 = sigmoid(2 lam); solve B(t) = softplus(-2 lam) for t (quadratic).
         lam = torch.as_tensor(lam, dtype=torch.float64)
         B = torch.nn.functional.softplus(-2 * lam)
@@ -266,7 +260,7 @@ class VPLinear(Schedule):
         t = 2 * B / (b + torch.sqrt(b * b + 4 * a * B))  # stable root of a t^2 + b t - B = 0
         return t
 
-    def config(self): return {"name": self.name, "beta_min": self.beta_min, "beta_max": self.beta_max}
+    def config(self) -> dict: return {"name": self.name, "beta_min": self.beta_min, "beta_max": self.beta_max}
 
 
 class Cosine(Schedule):
@@ -293,13 +287,13 @@ class Cosine(Schedule):
 
     def _d_sigma2(self, t): return -2 * self._alpha(t) * self._d_alpha(t)
 
-    def inv_lam(self, lam):
+    def inv_lam(self, lam: float | torch.Tensor) -> torch.Tensor:
         lam = torch.as_tensor(lam, dtype=torch.float64)
         alpha = torch.sqrt(torch.sigmoid(2 * lam))
         phase = torch.acos((alpha * self._c).clamp(-1, 1))
         return (phase * 2 / math.pi * (1 + self.offset) - self.offset).clamp(0, 1)
 
-    def config(self): return {"name": self.name, "offset": self.offset}
+    def config(self) -> dict: return {"name": self.name, "offset": self.offset}
 
 
 class VEGeometric(Schedule):
@@ -322,12 +316,12 @@ class VEGeometric(Schedule):
     def _d_alpha(self, t): return torch.zeros_like(t)
     def _d_sigma2(self, t): return 2 * self._log_r * self.sigma_min ** 2 * torch.exp(2 * self._log_r * t)
 
-    def inv_lam(self, lam):
+    def inv_lam(self, lam: float | torch.Tensor) -> torch.Tensor:
         lam = torch.as_tensor(lam, dtype=torch.float64)
         # sigma = exp(-lam)  =>  t = log1p(sigma^2 / sigma_min^2) / (2 log r)
         return (torch.log1p(torch.exp(-2 * lam) / self.sigma_min ** 2) / (2 * self._log_r)).clamp(0, 1)
 
-    def config(self): return {"name": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
+    def config(self) -> dict: return {"name": self.name, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
 
 
 class EDM(Schedule):
@@ -346,11 +340,11 @@ class EDM(Schedule):
     def _d_sigma2(self, t): return 2 * self.sigma_max ** 2 * t
     def _d_sigma(self, t): return torch.full_like(t, self.sigma_max)
 
-    def inv_lam(self, lam):
+    def inv_lam(self, lam: float | torch.Tensor) -> torch.Tensor:
         lam = torch.as_tensor(lam, dtype=torch.float64)
         return (torch.exp(-lam) / self.sigma_max).clamp(0, 1)
 
-    def config(self): return {"name": self.name, "sigma_max": self.sigma_max}
+    def config(self) -> dict: return {"name": self.name, "sigma_max": self.sigma_max}
 
 
 class RectifiedFlow(Schedule):
@@ -364,7 +358,7 @@ class RectifiedFlow(Schedule):
     def _d_sigma2(self, t): return 2 * t
     def _d_sigma(self, t): return torch.ones_like(t)
 
-    def inv_lam(self, lam):
+    def inv_lam(self, lam: float | torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(-torch.as_tensor(lam, dtype=torch.float64))
 
 
@@ -388,11 +382,11 @@ class Trig(Schedule):
 
     def _d_sigma(self, t): return self.sigma_d * math.pi / 2 * torch.cos(math.pi / 2 * t)
 
-    def inv_lam(self, lam):
+    def inv_lam(self, lam: float | torch.Tensor) -> torch.Tensor:
         lam = torch.as_tensor(lam, dtype=torch.float64)
         return torch.atan(torch.exp(-lam) / self.sigma_d) * 2 / math.pi
 
-    def config(self): return {"name": self.name, "sigma_d": self.sigma_d}
+    def config(self) -> dict: return {"name": self.name, "sigma_d": self.sigma_d}
 
 
 class DiscreteSchedule(Schedule):
@@ -439,7 +433,7 @@ class DiscreteSchedule(Schedule):
         """(L,) Ho et al.'s / diffusers' `alphas_cumprod` for steps 1..L: alpha_{t_i}^2, the signal VARIANCE."""
         return torch.exp(2 * self._log_alpha_knots[1:])
 
-    def time(self, i) -> torch.Tensor:
+    def time(self, i: int | torch.Tensor) -> torch.Tensor:
         """The continuous time t_i = i / L of step index i."""
         i = torch.as_tensor(i, dtype=torch.float64)
         if (i < 0).any() or (i > self.L).any():
@@ -465,7 +459,7 @@ class DiscreteSchedule(Schedule):
     def _d_alpha(self, t): return self._slope(t) * self._alpha(t)
     def _d_sigma2(self, t): return -2 * self._slope(t) * self._alpha(t) ** 2
 
-    def config(self):
+    def config(self) -> dict:
         return {"name": self.name, "betas": self.betas.tolist(), "beta_is": self.beta_is}
 
 

@@ -62,6 +62,14 @@ def randint(low: int, high: int, shape, *, generator: torch.Generator | None = N
     return k if device is None else k.to(device)
 
 
+def multinomial(weights: torch.Tensor, n: int, *, generator: torch.Generator | None = None,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """n indices drawn with replacement, P(i) proportional to weights[i], on the generator's device, moved to `device`."""
+    dev = _draw_device(generator, None)
+    k = torch.multinomial(weights.to(dev), n, replacement=True, generator=generator)
+    return k if device is None else k.to(device)
+
+
 def as_time(t: Time, *, like: torch.Tensor | None = None, name: str = "t",
             check_range: bool = True) -> torch.Tensor:
     """Turn a float, 0-d tensor or (B,) tensor into a float tensor and check 0 <= t <= 1.
@@ -114,4 +122,16 @@ def check_choice(value: str, allowed, name: str) -> str:
     """Raise a ValueError naming `name` unless value is one of `allowed`."""
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(sorted(map(str, allowed)))}")
+    return value
+
+
+def check_finite(value: torch.Tensor, t: torch.Tensor, what: str, why: str) -> torch.Tensor:
+    """Return value, or raise a ValueError naming `what`, the first time t where it is not finite, and `why`.
+
+    Args: value of t's shape (or broadcastable to it); t the times it was computed at.
+    """
+    bad = ~torch.isfinite(value)
+    if bad.any():
+        t_bad = t.expand_as(value)[bad].flatten()[0].item() if t.dim() else t.item()
+        raise ValueError(f"{what} is not defined at t = {t_bad:g} ({why}); use a t strictly inside the range")
     return value

@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/train_2d.py                 # all 2D recipes + the reference loop
     OMP_NUM_THREADS=1 python benchmarks/train_2d.py --recipes 8g_to_moons moons_flow --ref-steps 20000
+    OMP_NUM_THREADS=1 python benchmarks/train_2d.py --quick          # a smoke run: 8g_flow, 500 steps
 
 For each recipe, train with dpm_lab.train.fit and every `--every` steps sample 2,000 points from the
 EMA model with a Heun PF-ODE solver (our own small loop, NFE = 2 x steps) and compute the exact W2
@@ -30,6 +31,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 from dpm_lab import datasets, metrics, zoo
 from dpm_lab.grids import time_grid
+from dpm_lab.recipes.toy import TOY_RECIPES
 from dpm_lab.train import fit
 
 N_EVAL = 2000
@@ -81,7 +83,7 @@ def w2_ratio(samples, target, g, fl):
     return sum(ws) / len(ws) / fl
 
 
-def bench_recipe(name, every, floors):
+def bench_recipe(name, every, floors, steps=None):
     recipe, target, source = recipe_sampler(name)
     spec = recipe.spec
     if spec["data"] not in floors:
@@ -90,7 +92,7 @@ def bench_recipe(name, every, floors):
                                              N_EVAL, generator=g, repeats=10)
     fl = floors[spec["data"]]
     model = recipe.new_model()
-    kw = dict(spec["train"])
+    kw = {**spec["train"], **({"steps": steps} if steps else {})}
     g_eval = torch.Generator().manual_seed(7)
     hit, best = None, (float("inf"), 0, 0.0)
     for rec in fit(model, recipe.loss(spec), recipe.data(spec), seed=spec["seed"], device="cpu", log_every=every, **kw):
@@ -147,12 +149,16 @@ def main():
     p.add_argument("--every", type=int, default=250)
     p.add_argument("--ref-steps", type=int, default=20000)
     p.add_argument("--ref-every", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=None, help="override every recipe's training steps")
+    p.add_argument("--quick", action="store_true", help="smoke run: 8g_flow and the reference, 500 steps each")
     args = p.parse_args()
+    if args.quick:
+        args.recipes, args.steps, args.ref_steps, args.ref_every = args.recipes or ["8g_flow"], 500, 500, 250
     torch.set_num_threads(1)
-    names = args.recipes or [n for n in zoo.names() if zoo.get(n).spec.get("net", {}).get("dim") == 2]
+    names = args.recipes or [r.name for r in TOY_RECIPES]
     floors, rows = {}, []
     for n in names:
-        rows.append(bench_recipe(n, args.every, floors))
+        rows.append(bench_recipe(n, args.every, floors, args.steps))
         r = rows[-1]
         print(f"  {n}: hit={r['hit']} best={r['best'][0]:.2f}x at step {r['best'][1]}", flush=True)
     ref = None

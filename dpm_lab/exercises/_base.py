@@ -1,0 +1,112 @@
+"""The machinery shared by every chapter's checks: the checker decorator, "not attempted yet",
+closeness, message formatting and the registry `EXERCISES`.
+
+A check body returns `(ok, message)` and may raise `NotAttempted` (through `call`) when the
+learner has not answered yet; `checker` turns it into a function that prints one friendly line
+and returns True or False, and never raises.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..utils import randn
+
+__all__ = ["OK", "NO", "TODO", "CPU", "EXERCISES", "NotAttempted", "Check", "checker", "call", "as_array",
+           "close", "fmt", "example_pair"]
+
+OK = "\u2705"      # check mark
+NO = "\u274c"      # cross
+TODO = "\u270f\ufe0f"  # pencil
+CPU = torch.device("cpu")   # check inputs are made here whatever torch's default device is
+
+Check = Callable[..., bool]
+
+# name -> (chapter, check); filled by @checker as the chapter files are imported
+EXERCISES: dict[str, tuple[str, Check]] = {}
+
+
+class NotAttempted(Exception):
+    """Raised inside a check body when the learner's answer is a stub (None, ..., NotImplementedError)."""
+
+
+def fmt(x: Any) -> str:
+    """Format a number or a small array compactly for messages (at most four entries)."""
+    a = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=float)
+    if a.size == 1:
+        return f"{a.item():.4g}"
+    return np.array2string(a.ravel()[:4], precision=3, separator=", ") + (" ..." if a.size > 4 else "")
+
+
+def call(fn: Any, *args: Any) -> Any:
+    """The learner's answer: fn(*args) when fn is callable, else fn itself.
+
+    None, Ellipsis, a function returning either, or one raising NotImplementedError mean "no answer
+    yet" and raise NotAttempted; any other error propagates (the checker reports it as advice).
+    """
+    if fn is None:
+        raise NotAttempted
+    if not callable(fn):
+        return fn
+    try:
+        out = fn(*args)
+    except NotImplementedError:
+        raise NotAttempted from None
+    if out is None or out is Ellipsis:
+        raise NotAttempted
+    return out
+
+
+def as_array(x: Any) -> np.ndarray:
+    """A float64 NumPy copy of a tensor, a number, or a (nested) tuple or list of them."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy()
+    if isinstance(x, (tuple, list)):
+        return np.asarray([as_array(v) for v in x], dtype=float)
+    return np.asarray(x, dtype=float)
+
+
+def close(a: Any, b: Any, rtol: float = 1e-4, atol: float = 1e-6) -> bool:
+    """True when a and b have the same shape, a is finite, and they agree to rtol/atol."""
+    a, b = as_array(a), as_array(b)
+    return a.shape == b.shape and bool(np.all(np.isfinite(a))) and np.allclose(a, b, rtol=rtol, atol=atol)
+
+
+def checker(name: str, chapter: str) -> Callable[[Callable[..., tuple[bool, str]]], Check]:
+    """Decorator: a check body returns (ok, message); this adds the friendly wrapping and registers it.
+
+    The wrapped `check_<name>(answer, ...)` prints one line (pass, fail with a hint, "not attempted
+    yet", or the learner's exception as advice) and returns True or False; it never raises.
+    """
+
+    def wrap(body: Callable[..., tuple[bool, str]]) -> Check:
+        def check(answer: Any = None, *args: Any, **kwargs: Any) -> bool:
+            try:
+                ok, msg = body(answer, *args, **kwargs)
+            except NotAttempted:
+                print(f"{TODO} {name}: not attempted yet. Fill in the cell above (replace `return None`) "
+                      "and run this check again.")
+                return False
+            except Exception as exc:  # a learner's bug should read as advice, not a traceback
+                print(f"{NO} {name}: your code raised {type(exc).__name__}: {exc}. "
+                      "Check the shapes and types of what you return.")
+                return False
+            print(f"{OK if ok else NO} {name}: {msg}")
+            return bool(ok)
+
+        check.__name__ = check.__qualname__ = f"check_{name}"
+        check.__doc__, check.__module__ = body.__doc__, body.__module__
+        check.chapter = chapter
+        EXERCISES[name] = (chapter, check)
+        return check
+
+    return wrap
+
+
+def example_pair(seed: int = 0, shape: tuple[int, ...] = (5, 2)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two seeded float64 standard-normal tensors (x0, eps) of `shape`, on the CPU."""
+    g = torch.Generator().manual_seed(seed)
+    return randn(shape, generator=g, dtype=torch.float64), randn(shape, generator=g, dtype=torch.float64)

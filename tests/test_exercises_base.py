@@ -1,0 +1,115 @@
+"""Tests of the exercise machinery (dpm_lab/exercises/_base.py) and of the package face of dl.exercises:
+the checker never raises, stubs read "not attempted yet", and every chapter's checks are registered."""
+import importlib
+
+import numpy as np
+import pytest
+import torch
+
+import dpm_lab as dl
+from dpm_lab.exercises import _base
+
+CHAPTERS = ("00", "01", "02")
+
+
+def test_call_maps_stubs_to_not_attempted():
+    for stub in (None, lambda: None, lambda: ...):
+        with pytest.raises(_base.NotAttempted):
+            _base.call(stub)
+
+    def unfinished(x):
+        raise NotImplementedError
+    with pytest.raises(_base.NotAttempted):
+        _base.call(unfinished, 1)
+    assert _base.call(lambda x, y: x + y, 2, 3) == 5
+    assert _base.call(0.25) == 0.25                       # a plain value (a prediction) is the answer itself
+    with pytest.raises(KeyError):                        # other errors reach the checker, which reports them
+        _base.call(lambda: {}["k"])
+
+
+def test_close_needs_same_shape_and_finite_values():
+    assert _base.close(torch.ones(3), np.ones(3))
+    assert _base.close([1.0, 2.0], (1.0 + 1e-7, 2.0))
+    assert not _base.close(torch.ones(3), torch.ones(3, 1))          # broadcasting is not agreement
+    assert not _base.close(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, float("nan")]))
+    assert not _base.close(1.0, 1.01)
+    assert _base.close(1.0, 1.01, rtol=0.02)
+
+
+def test_as_array_and_fmt():
+    a = _base.as_array((torch.tensor([1.0, 2.0]), [3.0, 4.0]))
+    assert a.dtype == np.float64 and a.shape == (2, 2) and a[1, 1] == 4.0
+    assert _base.fmt(torch.tensor(0.123456)) == "0.1235"
+    assert _base.fmt(np.arange(3.0)) == "[0., 1., 2.]"
+    assert _base.fmt(np.arange(6.0)).endswith(" ...") and "4." not in _base.fmt(np.arange(6.0))
+
+
+def test_example_pair_is_seeded_float64_on_the_cpu():
+    x0, eps = _base.example_pair(7)
+    g = torch.Generator().manual_seed(7)
+    assert torch.equal(x0, torch.randn(5, 2, generator=g, dtype=torch.float64))
+    assert torch.equal(eps, torch.randn(5, 2, generator=g, dtype=torch.float64))
+    assert x0.device.type == "cpu" and not torch.equal(x0, _base.example_pair(8)[0])
+
+
+@pytest.fixture
+def toy_check():
+    """A throwaway check registered under a test name, removed afterwards."""
+    @_base.checker("toy_double", "99")
+    def check_toy_double(fn):
+        """fn(x) -> 2 x."""
+        got = _base.call(fn, 3.0)
+        return got == 6.0, "doubled" if got == 6.0 else f"got {got}"
+    yield check_toy_double
+    del _base.EXERCISES["toy_double"]
+
+
+def test_checker_wraps_registers_and_reports(toy_check, capsys):
+    assert toy_check.__name__ == "check_toy_double" and toy_check.__doc__ == "fn(x) -> 2 x."
+    assert toy_check.chapter == "99" and _base.EXERCISES["toy_double"] == ("99", toy_check)
+    assert toy_check(lambda x: 2 * x) is True
+    assert capsys.readouterr().out == f"{_base.OK} toy_double: doubled\n"
+    assert toy_check(lambda x: x) is False
+    assert capsys.readouterr().out == f"{_base.NO} toy_double: got 3.0\n"
+    assert toy_check() is False                           # no answer at all
+    assert "toy_double: not attempted yet" in capsys.readouterr().out
+    assert toy_check(lambda x: [][1]) is False
+    out = capsys.readouterr().out
+    assert out.startswith(_base.NO) and "raised IndexError" in out
+
+
+def test_every_check_is_registered_under_its_chapter():
+    names = [n for n in dir(dl.exercises) if n.startswith("check_")]
+    assert sorted(names) == sorted(f"check_{n}" for n in dl.exercises.EXERCISES)
+    assert sorted(dl.exercises.__all__) == sorted(["EXERCISES", *names])
+    for ch in CHAPTERS:
+        mod = importlib.import_module(f"dpm_lab.exercises.ch{ch}")
+        in_file = {n.removeprefix("check_") for n in mod.__all__}
+        registered = {n for n, (c, _) in dl.exercises.EXERCISES.items() if c == ch}
+        assert in_file == registered and len(registered) >= 4, ch
+        for n in in_file:
+            check = getattr(dl.exercises, f"check_{n}")
+            assert check is getattr(mod, f"check_{n}") and check.chapter == ch and check.__module__ == mod.__name__
+
+
+@pytest.mark.parametrize("name", sorted(dl.exercises.EXERCISES))
+@pytest.mark.parametrize("stub", [None, lambda *a: None, lambda *a: ...], ids=["none", "return-none", "ellipsis"])
+def test_stub_is_not_attempted(name, stub, capsys):
+    assert dl.exercises.EXERCISES[name][1](stub) is False
+    out = capsys.readouterr().out
+    assert "not attempted yet" in out and _base.OK not in out
+
+
+@pytest.mark.parametrize("name", sorted(dl.exercises.EXERCISES))
+def test_crashing_answer_is_reported(name, capsys):
+    def boom(*args):
+        raise KeyError("oops")
+    assert dl.exercises.EXERCISES[name][1](boom) is False
+    assert "raised KeyError" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(dl.exercises.EXERCISES))
+def test_wrong_type_does_not_raise(name, capsys):
+    assert dl.exercises.EXERCISES[name][1](lambda *a: "x") is False
+    assert dl.exercises.EXERCISES[name][1](lambda *a: torch.zeros(7, 3)) is False
+    assert _base.OK not in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""Tests of dpm_lab.widgets: explorers' update() runs headless and returns the exact values."""
+"""Tests of dpm_lab.widgets: the Explorer base (cache, controls, figure) and each explorer's update(),
+which runs headless and returns the exact values."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -8,13 +9,89 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import dpm_lab as dl  # noqa: E402
-from dpm_lab import widgets  # noqa: E402
+
+widgets = dl.widgets
 
 
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield
     plt.close("all")
+
+
+class Square(widgets.Explorer):
+    """A minimal explorer: x -> x^2 (computed), colour (drawing only)."""
+
+    compute_keys = ("x",)
+    figsize = (3.0, 2.0)
+
+    def _make_controls(self):
+        return {"x": self._W.FloatSlider(value=1.0, min=-2.0, max=2.0, step=0.5),
+                "colour": self._W.Dropdown(options=["C0", "C1"], value="C0")}
+
+    def compute(self, x):
+        self.computed = getattr(self, "computed", 0) + 1
+        return {"x": x, "y": x * x}
+
+    def draw(self, data, values):
+        self.fig.axes[0].plot([data["x"]], [data["y"]], "o", color=values["colour"])
+
+    def _make_figure(self):
+        return plt.subplots(figsize=self.figsize)[0]
+
+
+def test_explorer_base_caches_on_compute_keys():
+    ex = Square(x=0.5)
+    assert ex.values == {"x": 0.5, "colour": "C0"}
+    assert ex.update() == {"x": 0.5, "y": 0.25}
+    assert ex.update(x=-1.5)["y"] == 2.25 and ex.controls["x"].value == -1.5
+    ex.update(colour="C1")                         # not a compute key: served from the cache
+    ex.update(x=0.5)
+    assert (ex.computed, ex.misses, ex.hits) == (2, 2, 2)
+    with pytest.raises(ValueError, match="unknown control 'y'; controls: x, colour"):
+        ex.update(y=1.0)
+    with pytest.raises(ValueError, match="unknown control"):
+        Square(z=1.0)
+
+
+def test_explorer_base_figure_is_reused_and_matches_the_controls():
+    ex = Square()
+    fig = ex.figure()
+    size = tuple(fig.get_size_inches())
+    ex.update(x=2.0, colour="C1")
+    assert ex.figure() is fig and tuple(fig.get_size_inches()) == size
+    (line,) = fig.axes[0].lines                    # the old point was cleared
+    assert tuple(line.get_xydata()[0]) == (2.0, 4.0) and line.get_color() == "C1"
+
+
+def test_explorer_base_live_widget_redraws_on_a_control_change():
+    import ipywidgets
+
+    ex = Square()
+    box = ex.widget()
+    assert isinstance(box, ipywidgets.VBox) and list(box.children[0].children) == list(ex.controls.values())
+    misses = ex.misses
+    ex.controls["x"].value = -2.0                  # as a learner would: the observer recomputes and redraws
+    assert ex.misses == misses + 1 and tuple(ex.fig.axes[0].lines[0].get_xydata()[0]) == (-2.0, 4.0)
+    ex.update(x=1.5)                               # update() is silent: no redraw until the next change
+    assert tuple(ex.fig.axes[0].lines[0].get_xydata()[0]) == (-2.0, 4.0)
+
+
+def test_package_face_names_each_explorer_by_its_file():
+    from dpm_lab.widgets import base, field, schedule, trajectory
+
+    assert widgets.Explorer is base.Explorer
+    assert widgets.ScheduleExplorer is schedule.ScheduleExplorer and widgets.digit_image is schedule.digit_image
+    assert widgets.FieldExplorer is field.FieldExplorer and widgets.TrajectoryExplorer is trajectory.TrajectoryExplorer
+    for name in ("ScheduleExplorer", "FieldExplorer", "TrajectoryExplorer"):
+        assert issubclass(getattr(widgets, name), widgets.Explorer)
+
+
+def test_digit_image_is_the_loaders_image():
+    images, _ = dl.images.load_digits8("all", dtype=torch.float64)
+    img = widgets.digit_image(5)
+    assert img.shape == (8, 8) and img.dtype == torch.float64 and torch.equal(img, images[5, 0])
+    assert -1.0 <= float(img.min()) and float(img.max()) <= 1.0
 
 
 def test_schedule_explorer_matches_schedules():
@@ -28,6 +105,25 @@ def test_schedule_explorer_matches_schedules():
     assert torch.allclose(d["x_t"], sch.alpha(0.5) * ex.x0 + sch.sigma(0.5) * ex.eps)
     assert torch.allclose(d["image_t"], sch.alpha(0.5) * ex.image + sch.sigma(0.5) * ex.image_eps)
     assert ex.controls["t"].value == 0.5          # update moves the control
+    assert torch.equal(ex.image, widgets.digit_image(0))
+    g = torch.Generator().manual_seed(0)            # the noise is seeded: data first, then eps, then the image's
+    dl.datasets.sample_2d("eight_gaussians", 64, generator=g, dtype=torch.float64)
+    assert torch.equal(ex.eps, torch.randn(64, 2, generator=g, dtype=torch.float64))
+    assert torch.equal(ex.image_eps, torch.randn(8, 8, generator=g, dtype=torch.float64))
+
+
+def test_schedule_explorer_own_schedules_data_and_image():
+    sched = dl.DiscreteSchedule.linear(100, 1e-3, 0.1)
+    data, image = torch.zeros(10, 2), torch.ones(1, 4, 4)
+    ex = widgets.ScheduleExplorer(data, image, schedules={"ddpm": sched, "vp": dl.VPLinear()}, t=0.4)
+    assert ex.controls["schedules"].options == ("ddpm", "vp") and ex.values["schedules"] == ("ddpm", "vp")
+    d = ex.update()
+    assert d["alpha_t"]["ddpm"] == pytest.approx(float(sched.alpha(0.4)), abs=1e-12)
+    assert torch.allclose(d["x_t"], sched.sigma(0.4) * ex.eps)          # zero data: pure noise
+    assert torch.allclose(d["image_t"], sched.alpha(0.4) + sched.sigma(0.4) * ex.image_eps)
+    assert ex.image.shape == (4, 4)
+    with pytest.raises(ValueError, match="at least one schedule"):
+        ex.update(schedules=())
 
 
 def test_schedule_explorer_t0_is_data_and_cache():

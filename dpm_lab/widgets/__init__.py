@@ -1,0 +1,21 @@
+"""Interactive explorers (ipywidgets + matplotlib) with cached, testable updates.
+
+`base.Explorer` is the base every widget of the course is built on: `compute(**controls)` returns
+the data (cached), `draw` updates one reused figure, `update(**controls)` moves the controls and
+returns the data, so the picture always matches the controls and tests run without a browser.
+One file per explored object, reused across chapters:
+
+    schedule.py     ScheduleExplorer    alpha_t, sigma_t, SNR, lambda_t and forward noising
+    field.py        FieldExplorer       the four exact (and learned) fields over p_t
+    trajectory.py   TrajectoryExplorer  sampler paths with a time scrubber
+
+    ex = dl.widgets.ScheduleExplorer()
+    ex                                   # in a notebook: the controls and the live figure
+    ex.update(t=0.5)["alpha_t"]["vp"]    # the numbers behind the picture
+"""
+from .base import Explorer
+from .field import FIELD_KINDS, FieldExplorer
+from .schedule import ScheduleExplorer, digit_image
+from .trajectory import TrajectoryExplorer
+
+__all__ = ["Explorer", "ScheduleExplorer", "FieldExplorer", "TrajectoryExplorer", "digit_image", "FIELD_KINDS"]

@@ -3,18 +3,23 @@
 Every plotting function takes `ax=` (a new figure is made when it is None) and returns the
 axes, so cells can compose them:
 
-    ax = viz.density(lambda x: gmm.log_prob(x), lim=3)
-    viz.scatter(samples, ax=ax, label="model")
+    ax = dl.viz.density(lambda x: gmm.log_prob(x), lim=3)
+    dl.viz.scatter(samples, ax=ax, label="model")
 
 Inputs may be torch tensors or NumPy arrays; trajectories are time-major (n+1, B, D).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
+
+from .schedules import Schedule
+from .utils import randn
 
 __all__ = ["new_axes", "to_numpy", "grid_points", "density", "scatter", "field", "trajectories",
            "time_strip", "image_strip", "image_grid", "error_vs_nfe", "schedule_curves", "animate",
@@ -24,22 +29,25 @@ PREDICTION_LABELS = {"x0": r"$x_0^*(x_t)$ (denoiser)", "eps": r"$\epsilon^*(x_t)
                      "score": r"$\nabla\log p_t(x_t)$ (score)", "velocity": r"$v^*(x_t)$ (PF-ODE velocity)",
                      "v": r"$v$-prediction"}
 
+Array = torch.Tensor | np.ndarray | Sequence      # anything to_numpy accepts
+Limits = float | tuple[float, float] | tuple[tuple[float, float], tuple[float, float]] | None
 
-def to_numpy(x) -> np.ndarray:
+
+def to_numpy(x: Array) -> np.ndarray:
     """A detached float NumPy copy of a tensor or array-like."""
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=float)
 
 
-def new_axes(ax=None, figsize=(4.2, 4.0)):
+def new_axes(ax: Axes | None = None, figsize: tuple[float, float] = (4.2, 4.0)) -> Axes:
     """Return `ax`, or the axes of a new figure when ax is None."""
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
     return ax
 
 
-def _limits(lim):
+def _limits(lim: Limits) -> tuple[tuple[float, float], tuple[float, float]]:
     if lim is None:
         lim = 3.0
     if np.isscalar(lim):
@@ -50,7 +58,7 @@ def _limits(lim):
     return tuple(lim[0]), tuple(lim[1])
 
 
-def grid_points(lim=3.0, n: int = 100):
+def grid_points(lim: Limits = 3.0, n: int = 100) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """A regular n x n grid on the box `lim`: returns (xs, ys, points (n*n, 2) float64 tensor).
 
     `lim` is a half-width, a (lo, hi) pair, or ((x_lo, x_hi), (y_lo, y_hi)).
@@ -62,7 +70,8 @@ def grid_points(lim=3.0, n: int = 100):
     return xs, ys, pts
 
 
-def _finish(ax, title=None, xlabel="$x_1$", ylabel="$x_2$", legend=False):
+def _finish(ax: Axes, title: str | None = None, xlabel: str | None = "$x_1$", ylabel: str | None = "$x_2$",
+            legend: bool = False) -> Axes:
     if title:
         ax.set_title(title, fontsize=10)
     if xlabel:
@@ -74,8 +83,9 @@ def _finish(ax, title=None, xlabel="$x_1$", ylabel="$x_2$", legend=False):
     return ax
 
 
-def density(log_prob: Callable, lim=3.0, n: int = 100, *, ax=None, log: bool = False, cmap="viridis",
-            title: str | None = None, colorbar: bool = False, normalize: bool = True):
+def density(log_prob: Callable[[torch.Tensor], Array], lim: Limits = 3.0, n: int = 100, *, ax: Axes | None = None,
+            log: bool = False, cmap: str = "viridis", title: str | None = None, colorbar: bool = False,
+            normalize: bool = True) -> Axes:
     """Heatmap of a 2D density from a log-density callable on an n x n grid.
 
     Args:
@@ -99,8 +109,8 @@ def density(log_prob: Callable, lim=3.0, n: int = 100, *, ax=None, log: bool = F
     return _finish(ax, title or ("log density" if log else "density"))
 
 
-def scatter(x, *, ax=None, label: str | None = None, s: float = 3.0, alpha: float = 0.5, color=None,
-            lim=None, title: str | None = None, **kw):
+def scatter(x: Array, *, ax: Axes | None = None, label: str | None = None, s: float = 3.0, alpha: float = 0.5,
+            color: Any = None, lim: Limits = None, title: str | None = None, **kw: Any) -> Axes:
     """Scatter plot of 2D samples x (B, 2)."""
     ax = new_axes(ax)
     x = to_numpy(x)
@@ -115,11 +125,12 @@ def scatter(x, *, ax=None, label: str | None = None, s: float = 3.0, alpha: floa
     return _finish(ax, title, legend=label is not None)
 
 
-def field(fn: Callable, lim=3.0, n: int = 17, *, ax=None, kind: str = "quiver", title: str | None = None,
-          color="C3", normalize: bool = False, label: str | None = None, **kw):
+def field(fn: Callable[[torch.Tensor], Array], lim: Limits = 3.0, n: int = 17, *, ax: Axes | None = None,
+          kind: str = "quiver", title: str | None = None, color: Any = "C3", normalize: bool = False,
+          label: str | None = None, **kw: Any) -> Axes:
     """Draw a vector field fn(points (M, 2) float64) -> (M, 2) as a quiver or a streamplot.
 
-    Use it for any of the four predictions, e.g. `field(lambda x: gmm.score(x, 0.3, sched))`.
+    Use it for any of the four predictions, e.g. `dl.viz.field(lambda x: gmm.score(x, 0.3, sched))`.
     normalize=True draws unit arrows (direction only), useful where magnitudes differ wildly.
     """
     if kind not in ("quiver", "stream"):
@@ -143,8 +154,9 @@ def field(fn: Callable, lim=3.0, n: int = 17, *, ax=None, kind: str = "quiver", 
     return _finish(ax, title, legend=label is not None)
 
 
-def trajectories(traj, *, ax=None, n_show: int = 64, color="k", alpha: float = 0.35, lw: float = 0.7,
-                 start: bool = True, end: bool = True, title: str | None = None, label: str | None = None):
+def trajectories(traj: Array, *, ax: Axes | None = None, n_show: int = 64, color: Any = "k", alpha: float = 0.35,
+                 lw: float = 0.7, start: bool = True, end: bool = True, title: str | None = None,
+                 label: str | None = None) -> Axes:
     """Paths of a time-major trajectory (n+1, B, 2): lines, start points (grey) and end points (red)."""
     ax = new_axes(ax)
     tr = to_numpy(traj)
@@ -160,15 +172,16 @@ def trajectories(traj, *, ax=None, n_show: int = 64, color="k", alpha: float = 0
     return _finish(ax, title, legend=True)
 
 
-def time_strip(x0, schedule, times: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), *, generator=None,
-               axes=None, lim=3.5, s: float = 2.0):
+def time_strip(x0: Array, schedule: Schedule, times: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), *,
+               generator: torch.Generator | None = None, axes: Sequence[Axes] | None = None, lim: Limits = 3.5,
+               s: float = 2.0) -> np.ndarray:
     """Forward noising x_t = alpha_t x0 + sigma_t eps of 2D data at several times, one panel each.
 
     One eps is drawn and reused across the panels, so each point moves continuously.
     Returns the array of axes.
     """
     x0 = torch.as_tensor(x0, dtype=torch.float64)
-    eps = torch.randn(x0.shape, dtype=torch.float64, generator=generator)
+    eps = randn(x0.shape, generator=generator, dtype=torch.float64, device=x0.device)
     if axes is None:
         _, axes = plt.subplots(1, len(times), figsize=(2.2 * len(times), 2.4), sharex=True, sharey=True)
     axes = np.atleast_1d(axes)
@@ -181,13 +194,14 @@ def time_strip(x0, schedule, times: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0
     return axes
 
 
-def image_strip(x0, schedule, times: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), *, generator=None,
-                axes=None, cmap="gray"):
+def image_strip(x0: Array, schedule: Schedule, times: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), *,
+                generator: torch.Generator | None = None, axes: Sequence[Axes] | None = None,
+                cmap: str = "gray") -> np.ndarray:
     """Forward noising of ONE image x0 (H, W) or (1, H, W) at several times, one panel each."""
     img = torch.as_tensor(x0, dtype=torch.float64).squeeze()
     if img.dim() != 2:
         raise ValueError(f"image_strip needs one grey image (H, W), got shape {tuple(img.shape)}")
-    eps = torch.randn(img.shape, dtype=torch.float64, generator=generator)
+    eps = randn(img.shape, generator=generator, dtype=torch.float64, device=img.device)
     if axes is None:
         _, axes = plt.subplots(1, len(times), figsize=(1.6 * len(times), 1.9))
     axes = np.atleast_1d(axes)
@@ -199,8 +213,9 @@ def image_strip(x0, schedule, times: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.
     return axes
 
 
-def image_grid(images, *, nrow: int = 8, ax=None, cmap="gray", vmin=None, vmax=None, title: str | None = None,
-               pad: int = 1):
+def image_grid(images: Array, *, nrow: int = 8, ax: Axes | None = None, cmap: str = "gray",
+               vmin: float | None = None, vmax: float | None = None, title: str | None = None,
+               pad: int = 1) -> Axes:
     """Tile images (B, H, W) or (B, C, H, W) (C = 1 or 3) into one picture with nrow per row."""
     im = to_numpy(images)
     if im.ndim == 3:
@@ -226,8 +241,8 @@ def image_grid(images, *, nrow: int = 8, ax=None, cmap="gray", vmin=None, vmax=N
     return ax
 
 
-def error_vs_nfe(results: dict, *, ax=None, slopes: Sequence[int] = (1, 2), title: str | None = None,
-                 ylabel: str = "error"):
+def error_vs_nfe(results: dict[str, tuple[Array, Array]], *, ax: Axes | None = None, slopes: Sequence[int] = (1, 2),
+                 title: str | None = None, ylabel: str = "error") -> Axes:
     """Log-log error against NFE for several methods, with dashed reference slopes NFE^-p.
 
     Args:
@@ -249,8 +264,8 @@ def error_vs_nfe(results: dict, *, ax=None, slopes: Sequence[int] = (1, 2), titl
     return _finish(ax, title, xlabel="NFE", ylabel=ylabel, legend=True)
 
 
-def schedule_curves(schedules: dict, *, which: str = "alpha_sigma", ax=None, n: int = 201,
-                    t_range=(0.0, 1.0)):
+def schedule_curves(schedules: dict[str, Schedule], *, which: str = "alpha_sigma", ax: Axes | None = None,
+                    n: int = 201, t_range: tuple[float, float] = (0.0, 1.0)) -> Axes:
     """Plot alpha_t and sigma_t ("alpha_sigma"), the SNR ("snr", log scale) or lambda_t ("lam").
 
     Args:
@@ -277,11 +292,11 @@ def schedule_curves(schedules: dict, *, which: str = "alpha_sigma", ax=None, n: 
     return _finish(ax, None, xlabel="t  (0 = data, 1 = noise)", ylabel=ylabel, legend=True)
 
 
-def animate(traj, *, lim=3.5, interval: int = 120, s: float = 4.0, times=None, background=None,
-            figsize=(3.2, 3.2), dpi: int = 60) -> str:
+def animate(traj: Array, *, lim: Limits = 3.5, interval: int = 120, s: float = 4.0, times: Array | None = None,
+            background: Array | None = None, figsize: tuple[float, float] = (3.2, 3.2), dpi: int = 60) -> str:
     """Animate a time-major trajectory (n+1, B, 2) as points moving; returns HTML (to_jshtml).
 
-    In a notebook: `from IPython.display import HTML; HTML(viz.animate(traj))`.
+    In a notebook: `from IPython.display import HTML; HTML(dl.viz.animate(traj))`.
     background: optional (M, 2) points drawn in grey in every frame (e.g. the target data).
     """
     from matplotlib import animation
@@ -300,7 +315,7 @@ def animate(traj, *, lim=3.5, interval: int = 120, s: float = 4.0, times=None, b
     ax.set_aspect("equal", adjustable="box")
     label = ax.set_title("step 0", fontsize=10)
 
-    def frame(k):
+    def frame(k: int) -> tuple:
         pts.set_offsets(tr[k])
         label.set_text(f"step {k}" + (f", t = {float(times[k]):.3f}" if times is not None else ""))
         return pts, label

@@ -9,7 +9,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import dpm_lab as dl  # noqa: E402
-from dpm_lab import viz  # noqa: E402
+
+viz = dl.viz
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +46,7 @@ def test_density_draws_normalised_heatmap(gmm):
 
 
 def test_scatter_checks_shape_and_labels():
-    ax = viz.scatter(torch.randn(50, 2), label="data", lim=2)
+    ax = viz.scatter(torch.randn(50, 2, generator=torch.Generator().manual_seed(0)), label="data", lim=2)
     assert ax.get_legend() is not None and ax.get_xlim() == (-2, 2)
     assert ax.collections[0].get_offsets().shape == (50, 2)
     with pytest.raises(ValueError, match="shape"):
@@ -90,6 +91,26 @@ def test_time_strip_and_image_strip():
     assert np.allclose(axes[0].images[0].get_array(), 0.0)   # t = 0: the clean image
     with pytest.raises(ValueError, match="one grey image"):
         viz.image_strip(torch.zeros(2, 3, 8, 8), dl.Cosine())
+
+
+def test_time_strip_draws_the_forward_process_with_one_seeded_eps():
+    sched = dl.Cosine()
+    x0 = torch.randn(30, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    axes = viz.time_strip(x0, sched, times=(0.0, 0.3, 1.0), generator=torch.Generator().manual_seed(2))
+    eps = torch.randn(30, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for ax, t in zip(axes, (0.0, 0.3, 1.0)):
+        want = (sched.alpha(t) * x0 + sched.sigma(t) * eps).numpy()
+        assert np.allclose(ax.collections[0].get_offsets(), want)
+    assert np.allclose(axes[0].collections[0].get_offsets(), x0.numpy())
+
+
+def test_image_strip_draws_the_forward_process_with_one_seeded_eps():
+    sched = dl.VPLinear()
+    img = torch.linspace(-1, 1, 16, dtype=torch.float64).reshape(1, 4, 4)
+    axes = viz.image_strip(img, sched, times=(0.2, 0.7), generator=torch.Generator().manual_seed(4))
+    eps = torch.randn(4, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    for ax, t in zip(axes, (0.2, 0.7)):
+        assert np.allclose(ax.images[0].get_array(), (sched.alpha(t) * img[0] + sched.sigma(t) * eps).numpy())
 
 
 def test_image_grid_layout():

@@ -12,17 +12,17 @@ import math
 import torch
 
 from .gmm import GaussianMixture
-from .utils import check_choice
+from .utils import check_choice, rand, randint, randn
 
 __all__ = ["TOY_SETS", "sample_2d", "eight_gaussians_mixture", "ring_pair", "ring_mixture"]
 
 
 def _randn(n, g, d=2):
-    return torch.randn(n, d, generator=g, dtype=torch.float64)
+    return randn((n, d), generator=g, dtype=torch.float64)
 
 
 def _rand(n, g, d=1):
-    return torch.rand(n, d, generator=g, dtype=torch.float64)
+    return rand((n, d), generator=g, dtype=torch.float64)
 
 
 def eight_gaussians_mixture(radius: float = 2.0, std: float = 0.2) -> GaussianMixture:
@@ -61,14 +61,15 @@ def _swiss_roll(n, g):
 
 def _checkerboard(n, g):
     # uniform on the 8 black squares of a 4x4 board spanning [-2, 2]^2
-    cell = torch.randint(0, 8, (n,), generator=g)
+    cell = randint(0, 8, (n,), generator=g)
     row = cell // 2
     col = 2 * (cell % 2) + (row % 2)
     return torch.stack([col, row], 1).double() - 2 + _rand(n, g, 2)
 
 
 def _rings(n, g):
-    radius = torch.tensor([0.5, 1.0, 1.5, 2.0], dtype=torch.float64)[torch.randint(0, 4, (n,), generator=g)]
+    ring = randint(0, 4, (n,), generator=g)
+    radius = torch.tensor([0.5, 1.0, 1.5, 2.0], dtype=torch.float64, device=ring.device)[ring]
     th = 2 * math.pi * _rand(n, g)[:, 0]
     return radius[:, None] * torch.stack([torch.cos(th), torch.sin(th)], 1) + 0.05 * _randn(n, g)
 

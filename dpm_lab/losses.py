@@ -3,10 +3,12 @@
     L = E_{x0, eps} E_{t ~ p_time} [ omega(t) || NN(x_t, t) - (A_t x0 + B_t eps) ||^2 ],
     x_t = alpha_t x0 + sigma_t eps,
 
-with four knobs: the schedule (alpha_t, sigma_t), the target kind ((A_t, B_t) from
-param.target_coefficients), the weighting omega(t) and the time distribution p_time.
+with four knobs: the schedule (alpha_t, sigma_t), the target kind ((A_t, B_t), a row of
+param.TABLE), the weighting omega(t) and the time distribution p_time.
 The network may predict any kind: its output is converted once (Model.predict) to the
-loss's kind.  Every loss returns per-sample values (B,); take .mean() to train.
+loss's kind.  Every loss returns per-sample values (B,); take .mean() to train.  Times, noise
+and label dropout are drawn with the caller's generator on its device (utils.randn and kin),
+so a CPU generator gives the same numbers whether x0 lives on the CPU or on a GPU.
 
     loss = ddpm_simple(dl.VPLinear())             # ||eps_phi - eps||^2, t ~ U[t_eps, 1]  (§2.2)
     per_sample = loss(model, x0, generator=g)
@@ -15,14 +17,14 @@ Score matching without a target (exact Hyvarinen, sliced) lives in ScoreMatching
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
-from .param import KINDS, error_scale, target_coefficients
-from .schedules import DiscreteSchedule, RectifiedFlow, Schedule, VEGeometric
-from .utils import as_time, check_choice, expand_t
+from .param import KINDS, TABLE, Label, Model
+from .schedules import Coeffs, DiscreteSchedule, RectifiedFlow, Schedule, VEGeometric
+from .utils import Time, as_time, check_choice, check_finite, expand_t, rand, randint, randn
 
 __all__ = ["TimeDist", "WEIGHTINGS", "weighting", "matching_weight", "drop_labels", "DiffusionLoss",
            "ScoreMatching", "ddpm_simple", "ddpm_elbo", "dsm", "cfm", "x0_loss", "v_loss", "velocity_loss",
@@ -50,66 +52,90 @@ class TimeDist:
         check_choice(self.name, ("uniform", "logit_normal", "discrete", "fixed"), "time distribution")
         if not 0 <= self.t_min < self.t_max <= 1:
             raise ValueError(f"need 0 <= t_min < t_max <= 1, got {self.t_min}, {self.t_max}")
+        if self.name == "discrete" and self.L < 1:
+            raise ValueError(f"the discrete time distribution needs L >= 1, got {self.L}")
+        if self.name == "fixed":
+            as_time(self.loc, name="loc")
 
     def __call__(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw n times, shape (n,), float64."""
+        """Draw n times, shape (n,), float64, on the generator's device."""
         if self.name == "fixed":
             return as_time(self.loc).expand(n).clone()
         if self.name == "discrete":
-            return torch.randint(1, self.L + 1, (n,), generator=generator).double() / self.L
+            return randint(1, self.L + 1, (n,), generator=generator).double() / self.L
         if self.name == "uniform":
-            u = torch.rand(n, generator=generator, dtype=torch.float64)
+            u = rand((n,), generator=generator, dtype=torch.float64)
         else:
-            u = torch.sigmoid(self.loc + self.scale * torch.randn(n, generator=generator, dtype=torch.float64))
+            u = torch.sigmoid(self.loc + self.scale * randn((n,), generator=generator, dtype=torch.float64))
         return self.t_min + (self.t_max - self.t_min) * u
 
 
-def matching_weight(schedule: Schedule, t, kind: str, ref: str = "eps") -> torch.Tensor:
-    """(c_kind / c_ref)^2 with c from Eq. s-e-x-v-equi (§6.3.1): the weight that turns an unweighted
-    `ref` loss into the same number written as a `kind` loss: ||ref err||^2 = w ||kind err||^2."""
-    return (error_scale(schedule, t, kind) / error_scale(schedule, t, ref)) ** 2
+def matching_weight(schedule: Schedule, t: Time, kind: str, ref: str = "eps") -> torch.Tensor:
+    """(c_kind / c_ref)^2 with c from Eq. s-e-x-v-equi (§6.3.1), shape like t.
 
-
-def _edm_weight(schedule, t, sigma_data):
-    a, s = schedule.alpha(t), schedule.sigma(t)
-    return (a ** 2 * sigma_data ** 2 + s ** 2) / (s * sigma_data) ** 2      # 1 / c_out^2 (App. D.6)
+    The weight that turns an unweighted `ref` loss into the same number written as a `kind` loss:
+    ||ref err||^2 = w ||kind err||^2 at a fixed x_t.
+    """
+    co = schedule.coeffs(t)
+    return (TABLE[check_choice(kind, KINDS, "prediction kind")].error_scale(co)
+            / TABLE[check_choice(ref, KINDS, "prediction kind")].error_scale(co)) ** 2
 
 
 WEIGHTINGS = ("none", "elbo", "sigma2", "snr", "edm")
+_UNDEFINED = {"elbo": "lambda_t' is infinite where sigma_t = 0 or alpha_t = 0",
+              "snr": "alpha_t^2 / sigma_t^2 is infinite where sigma_t = 0",
+              "edm": "1 / c_out^2 is infinite where sigma_t = 0"}
 
 
-def weighting(name: str | Callable, schedule: Schedule, t, kind: str, sigma_data: float = 1.0) -> torch.Tensor:
-    """omega(t) of the template (§6.2.2, knob D), shape like t.
+def _weight(name: str | Callable, schedule: Schedule, co: Coeffs, kind: str, sigma_data: float) -> torch.Tensor:
+    """omega(t) from the coefficients of one validated schedule.coeffs(t) call (see `weighting`)."""
+    if callable(name):
+        return torch.as_tensor(name(schedule, co.t), dtype=torch.float64)
+    check_choice(name, WEIGHTINGS, "weighting")
+    if name == "none":
+        return torch.ones_like(co.t)
+    if name == "sigma2":
+        return co.sigma ** 2
+    what = f"the {name} weighting"
+    if name == "elbo":
+        d_lam = check_finite(co.d_lam, co.t, what, _UNDEFINED[name])
+        return -d_lam * co.sigma ** 2 * TABLE[kind].error_scale(co) ** 2
+    if name == "snr":
+        w = torch.exp(2 * co.lam)
+    else:                                                          # 1 / c_out^2 (App. D.6)
+        w = (co.alpha ** 2 * sigma_data ** 2 + co.sigma ** 2) / (co.sigma * sigma_data) ** 2
+    return check_finite(w, co.t, what, _UNDEFINED[name])
+
+
+def weighting(schedule: Schedule, name: str | Callable, t: Time, kind: str = "eps",
+              sigma_data: float = 1.0) -> torch.Tensor:
+    """omega(t) of the template (§6.2.2, knob D), shape like t (float64).
 
     none:   1.
-    elbo:   -lambda_t' sigma_t^2 c_kind^2: the continuous-time ELBO, i.e. -lambda_t' ||eps err||^2 (§2.2, §6.2.2).
+    elbo:   -lambda_t' sigma_t^2 c_kind^2: the continuous-time ELBO, i.e. -lambda_t' ||eps err||^2 (§2.2, §6.2.2),
+            written for a `kind` loss with c_kind of Eq. s-e-x-v-equi.
     sigma2: sigma_t^2, NCSN's lambda(sigma) = sigma^2 (§3.4); with kind='score' it is ||sigma s + eps||^2.
     snr:    alpha_t^2 / sigma_t^2.
     edm:    1 / c_out^2 = (alpha^2 sigma_d^2 + sigma^2) / (sigma sigma_d)^2 (App. D.6, x0 loss).
-    A callable (schedule, t) -> tensor is used as is.
+    A callable (schedule, t) -> tensor is used as is.  Where a weight is infinite (the end points)
+    it raises a ValueError naming the time.
+
+    Args: t a float, 0-d or (B,) tensor; kind the loss's target kind; sigma_data the data std for 'edm'.
     """
-    t = as_time(t)
-    if callable(name):
-        return torch.as_tensor(name(schedule, t), dtype=torch.float64)
-    check_choice(name, WEIGHTINGS, "weighting")
-    if name == "none":
-        return torch.ones_like(t)
-    if name == "elbo":
-        return -schedule.d_lam(t) * schedule.sigma(t) ** 2 * error_scale(schedule, t, kind) ** 2
-    if name == "sigma2":
-        return schedule.sigma(t) ** 2
-    if name == "snr":
-        return schedule.snr(t)
-    return _edm_weight(schedule, t, sigma_data)
+    check_choice(kind, KINDS, "prediction kind")
+    return _weight(name, schedule, schedule.coeffs(t), kind, sigma_data)
 
 
 def drop_labels(c: torch.Tensor, p_uncond: float, null_label: int, *,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace each label by the null label with probability p_uncond (CFG training, §8.3)."""
+    """Replace each label by the null label with probability p_uncond (CFG training, §8.3).
+
+    Args: c (B,) long labels; the draw is made on the generator's device and moved to c's.
+    """
     if not 0 <= p_uncond <= 1:
         raise ValueError(f"p_uncond must lie in [0, 1], got {p_uncond}")
-    drop = torch.rand(c.shape, generator=generator) < p_uncond
-    return torch.where(drop.to(c.device), torch.full_like(c, null_label), c)
+    drop = rand(c.shape, generator=generator, device=c.device) < p_uncond
+    return torch.where(drop, torch.full_like(c, null_label), c)
 
 
 def _reduce(err: torch.Tensor, how: str) -> torch.Tensor:
@@ -127,6 +153,7 @@ class DiffusionLoss:
         p_uncond / null_label: label dropout for classifier-free guidance; sigma_data: for weighting='edm'.
     Call: loss(model, x0 (B, *D), c=None, *, eps=None, t=None, generator=None) -> (B,).
         `eps` may be any "noise-end" sample: for transport between data sets pass the source points.
+        Draws, in this order: t ~ p_time (unless given), eps (unless given), the label dropout.
     """
 
     schedule: Schedule
@@ -142,20 +169,22 @@ class DiffusionLoss:
     def __post_init__(self):
         check_choice(self.kind, KINDS, "prediction kind")
         check_choice(self.reduce, ("mean", "sum"), "reduce")
+        if not callable(self.weighting):
+            check_choice(self.weighting, WEIGHTINGS, "weighting")
         if self.p_uncond > 0 and self.null_label is None:
             raise ValueError("p_uncond > 0 needs null_label (the network's n_classes)")
 
-    def __call__(self, model, x0: torch.Tensor, c=None, *, eps=None, t=None, generator=None) -> torch.Tensor:
+    def __call__(self, model: Model, x0: torch.Tensor, c: Label = None, *, eps: torch.Tensor | None = None,
+                 t: Time | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         t = self.p_time(x0.shape[0], generator=generator) if t is None else as_time(t).expand(x0.shape[0])
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device) if eps is None else eps
+        eps = randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if eps is None else eps
         if c is not None and self.p_uncond > 0:
             c = drop_labels(c, self.p_uncond, self.null_label, generator=generator)
-        a, s = expand_t(self.schedule.alpha(t), x0), expand_t(self.schedule.sigma(t), x0)
-        x_t = a * x0 + s * eps
-        A, B = target_coefficients(self.schedule, t, self.kind)
-        target = expand_t(A, x0) * x0 + expand_t(B, x0) * eps
+        co = self.schedule.coeffs(t)                                   # every coefficient, validated once
+        x_t = expand_t(co.alpha, x0) * x0 + expand_t(co.sigma, x0) * eps
+        target = TABLE[self.kind].form(co, x0, eps)                    # A_t x0 + B_t eps
         pred = model.predict(x_t, t, self.kind, c)
-        w = weighting(self.weighting, self.schedule, t, self.kind, self.sigma_data).to(x0.dtype)
+        w = _weight(self.weighting, self.schedule, co, self.kind, self.sigma_data).to(x0.device, x0.dtype)
         return self.factor * w * _reduce((pred - target) ** 2, self.reduce)
 
 
@@ -214,7 +243,7 @@ def sliced_score_matching(score: torch.Tensor, x: torch.Tensor, *, n_proj: int =
     """
     out = 0.0
     for _ in range(n_proj):
-        u = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        u = randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         us = (u * score).flatten(1).sum(1)
         jvp = torch.autograd.grad(us.sum(), x, create_graph=True)[0]      # (ds/dx)^T u
         out = out + (u * jvp).flatten(1).sum(1) + (0.5 * (score ** 2).flatten(1).sum(1) if vr else 0.5 * us ** 2)
@@ -250,29 +279,35 @@ class ScoreMatching:
 
     def __post_init__(self):
         check_choice(self.method, ("sliced", "exact"), "score matching method")
+        if not callable(self.weighting):
+            check_choice(self.weighting, WEIGHTINGS, "weighting")
 
-    def __call__(self, model, x0, c=None, *, eps=None, t=None, generator=None) -> torch.Tensor:
+    def __call__(self, model: Model, x0: torch.Tensor, c: Label = None, *, eps: torch.Tensor | None = None,
+                 t: Time | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         t = self.p_time(x0.shape[0], generator=generator) if t is None else as_time(t).expand(x0.shape[0])
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device) if eps is None else eps
-        x_t = expand_t(self.schedule.alpha(t), x0) * x0 + expand_t(self.schedule.sigma(t), x0) * eps
+        eps = randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if eps is None else eps
+        co = self.schedule.coeffs(t)
+        x_t = expand_t(co.alpha, x0) * x0 + expand_t(co.sigma, x0) * eps
         x_t = x_t.detach().requires_grad_(True)
         s = model.predict(x_t, t, "score", c)
         if self.method == "exact":
             per = exact_score_matching(s, x_t)
         else:
             per = sliced_score_matching(s, x_t, n_proj=self.n_proj, vr=self.vr, generator=generator)
-        return weighting(self.weighting, self.schedule, t, "score").to(x0.dtype) * per
+        return _weight(self.weighting, self.schedule, co, "score", 1.0).to(x0.device, x0.dtype) * per
 
 
-def classifier_loss(classifier, x0: torch.Tensor, c: torch.Tensor, schedule: Schedule, *,
-                    p_time: TimeDist | None = None, generator=None) -> torch.Tensor:
-    """Cross-entropy -log p_psi(c | x_t, t) of a noise-aware classifier on x_t = alpha x0 + sigma eps (§8.2).
+def classifier_loss(schedule: Schedule, classifier: Callable, x0: torch.Tensor, c: torch.Tensor, *,
+                    p_time: TimeDist | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cross-entropy -log p_psi(c | x_t, t) of a noise-aware classifier on x_t = alpha_t x0 + sigma_t eps (§8.2).
 
-    Args: classifier(x_t, t) -> logits (B, K); x0 (B, *D); c (B,) labels. Returns (B,).
+    Args: classifier(x_t, t) -> logits (B, K); x0 (B, *D); c (B,) labels; p_time (default U[0, 1]).
+    Draws t, then eps, with the generator.  Returns (B,).
     """
     p_time = p_time or TimeDist("uniform", 0.0, 1.0)
     t = p_time(x0.shape[0], generator=generator)
-    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-    x_t = expand_t(schedule.alpha(t), x0) * x0 + expand_t(schedule.sigma(t), x0) * eps
-    logits = classifier(x_t, t.to(x0.dtype))
+    eps = randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    co = schedule.coeffs(t)
+    x_t = expand_t(co.alpha, x0) * x0 + expand_t(co.sigma, x0) * eps
+    logits = classifier(x_t, t.to(x0.device, x0.dtype))
     return torch.nn.functional.cross_entropy(logits, c, reduction="none")

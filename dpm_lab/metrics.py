@@ -11,37 +11,39 @@ All metrics take x (n, D) and y (m, D) tensors and return a Python float.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from .gmm import GaussianMixture
+from .utils import check_choice, randn
 
 __all__ = ["sliced_wasserstein", "mmd", "median_bandwidth", "energy_distance", "w2_exact", "nll",
            "mode_coverage", "floor"]
 
 
-def _dist(a, b):
+def _dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pairwise Euclidean distances computed directly (exact zeros; no |a|^2 + |b|^2 - 2ab cancellation)."""
     return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
 
 
-def _as2d(x, name):
+def _as2d(x, name: str) -> torch.Tensor:
     x = torch.as_tensor(x)
     if x.dim() != 2:
         raise ValueError(f"{name} must have shape (n, D), got {tuple(x.shape)}")
     return x.detach().double().cpu()
 
 
-def sliced_wasserstein(x, y, *, n_proj: int = 256, p: int = 2, generator: torch.Generator | None = None) -> float:
+def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, *, n_proj: int = 256, p: int = 2,
+                       generator: torch.Generator | None = None) -> float:
     """Sliced Wasserstein SW_p = (E_u W_p^p(u^T x, u^T y))^(1/p), u uniform on the sphere.
 
     Each 1-D W_p compares sorted projections (equal n; otherwise quantiles at n_q = max(n, m) levels).
-    Args: x (n, D), y (m, D); n_proj random directions from `generator`.
+    Args: x (n, D), y (m, D); n_proj random directions from `generator` (drawn on its device).
     """
     x, y = _as2d(x, "x"), _as2d(y, "y")
-    u = torch.randn(x.shape[1], n_proj, generator=generator, dtype=torch.float64)
+    u = randn((x.shape[1], n_proj), generator=generator, dtype=torch.float64, device="cpu")
     u = u / u.norm(dim=0, keepdim=True)
     px, py = (x @ u).sort(0).values, (y @ u).sort(0).values
     if px.shape[0] != py.shape[0]:
@@ -50,14 +52,14 @@ def sliced_wasserstein(x, y, *, n_proj: int = 256, p: int = 2, generator: torch.
     return float(((px - py).abs() ** p).mean() ** (1 / p))
 
 
-def median_bandwidth(x, y) -> float:
+def median_bandwidth(x: torch.Tensor, y: torch.Tensor) -> float:
     """Median heuristic: the median pairwise distance of the pooled sample [x; y] (at most 2000 points)."""
     z = torch.cat([_as2d(x, "x"), _as2d(y, "y")])[:2000]
     d = _dist(z, z)
     return float(d[torch.triu(torch.ones_like(d, dtype=torch.bool), 1)].median())
 
 
-def mmd(x, y, *, bandwidth: float | None = None) -> float:
+def mmd(x: torch.Tensor, y: torch.Tensor, *, bandwidth: float | None = None) -> float:
     """Squared maximum mean discrepancy with an RBF kernel k(a, b) = exp(-||a - b||^2 / (2 h^2)) (unbiased U-statistic).
 
     MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y).  h defaults to the median heuristic on the pooled
@@ -72,13 +74,13 @@ def mmd(x, y, *, bandwidth: float | None = None) -> float:
                  - 2 * k(x, y).mean())
 
 
-def energy_distance(x, y) -> float:
+def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
     """Energy distance 2 E||x - y|| - E||x - x'|| - E||y - y'|| (V-statistic; >= 0, 0 iff equal samples)."""
     x, y = _as2d(x, "x"), _as2d(y, "y")
     return float(2 * _dist(x, y).mean() - _dist(x, x).mean() - _dist(y, y).mean())
 
 
-def w2_exact(x, y) -> float:
+def w2_exact(x: torch.Tensor, y: torch.Tensor) -> float:
     """Exact 2-Wasserstein distance between two equal-size point clouds by optimal assignment:
 
         W2 = ( min_perm (1/n) sum_i ||x_i - y_perm(i)||^2 )^(1/2)   (scipy linear_sum_assignment).
@@ -95,12 +97,12 @@ def w2_exact(x, y) -> float:
     return float(np.sqrt(cost[rows, cols].mean()))
 
 
-def nll(x, density: GaussianMixture) -> float:
+def nll(x: torch.Tensor, density: GaussianMixture) -> float:
     """Average negative log-likelihood -(1/n) sum_i log p(x_i) under a known density (nats per sample)."""
     return float(-density.log_prob(_as2d(x, "x")).mean())
 
 
-def mode_coverage(x, mixture: GaussianMixture, *, by: str = "nearest", min_frac: float = 0.1) -> dict:
+def mode_coverage(x: torch.Tensor, mixture: GaussianMixture, *, by: str = "nearest", min_frac: float = 0.1) -> dict:
     """Assign samples to mixture components and compare the weight histogram to the true weights.
 
     by='nearest': nearest component mean; by='posterior': argmax of the responsibility at t = 0.
@@ -108,16 +110,12 @@ def mode_coverage(x, mixture: GaussianMixture, *, by: str = "nearest", min_frac:
     Returns {'hit': fraction of modes hit, 'weights': (K,) empirical weights, 'true': (K,) weights,
     'tv': total variation 1/2 sum |weights - true|}.
     """
+    check_choice(by, ("nearest", "posterior"), "by")
     x = _as2d(x, "x")
-    if by == "nearest":
-        k = _dist(x, mixture.means).argmin(1)
-    elif by == "posterior":
-        k = mixture.data_posterior(x).argmax(1)
-    else:
-        raise ValueError(f"unknown by {by!r}; allowed: nearest, posterior")
+    k = _dist(x, mixture.means.cpu()).argmin(1) if by == "nearest" else mixture.data_posterior(x).argmax(1)
     K = mixture.n_components
     w = torch.bincount(k, minlength=K).double() / x.shape[0]
-    true = mixture.weights
+    true = mixture.weights.cpu()
     return {"hit": float((w >= min_frac * true).double().mean()), "weights": w, "true": true,
             "tv": float(0.5 * (w - true).abs().sum())}
 

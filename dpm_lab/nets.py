@@ -15,15 +15,15 @@ import math
 import torch
 from torch import nn
 
-from .param import KINDS, Model
+from .param import KINDS, Label, Model
 from .schedules import Schedule
-from .utils import as_time, check_choice, expand_t
+from .utils import Time, as_time, check_choice, expand_t, randn
 
 __all__ = ["SinusoidalEmbedding", "FourierEmbedding", "MLP", "UNet", "Classifier2D", "ImageClassifier",
            "Predictor", "edm_coefficients"]
 
 
-def _batch_time(t, x: torch.Tensor) -> torch.Tensor:
+def _batch_time(t: Time, x: torch.Tensor) -> torch.Tensor:
     """A float, 0-d or (B,) time as a (B,) tensor in x's dtype and device (no range check)."""
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     if t.dim() == 0:
@@ -33,7 +33,7 @@ def _batch_time(t, x: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _batch_label(c, x: torch.Tensor, n_classes: int) -> torch.Tensor | None:
+def _batch_label(c: Label, x: torch.Tensor, n_classes: int) -> torch.Tensor | None:
     """Labels as a (B,) long tensor; None becomes the null label n_classes."""
     if n_classes == 0:
         if c is not None:
@@ -70,14 +70,15 @@ class SinusoidalEmbedding(nn.Module):
 class FourierEmbedding(nn.Module):
     """Random Fourier features [sin(2 pi w_k t), cos(2 pi w_k t)], w_k ~ N(0, scale^2) fixed (Tancik et al.).
 
-    Args: dim (even); scale; generator for the frozen frequencies. Input (B,), output (B, dim).
+    Args: dim (even); scale; generator for the frozen frequencies (drawn on its device, kept on the CPU
+    until the module moves). Input (B,), output (B, dim).
     """
 
     def __init__(self, dim: int = 32, scale: float = 16.0, *, generator: torch.Generator | None = None):
         super().__init__()
         if dim % 2:
             raise ValueError(f"dim must be even, got {dim}")
-        self.register_buffer("w", torch.randn(dim // 2, generator=generator) * scale * 2 * math.pi)
+        self.register_buffer("w", randn((dim // 2,), generator=generator, device="cpu") * scale * 2 * math.pi)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         arg = t[:, None].to(self.w.dtype) * self.w
@@ -113,7 +114,8 @@ class MLP(nn.Module):
         layers.append(nn.Linear(width, out_dim or dim))
         self.body = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor, t, c=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
+        """x (B, D), t a float or (B,), c optional labels -> (B, out_dim)."""
         tb = _batch_time(t, x)
         parts = [x, tb[:, None]] + ([self.t_emb(tb)] if self.t_emb is not None else [])
         lab = _batch_label(c, x, self.n_classes)
@@ -132,7 +134,7 @@ class _ResBlock(nn.Module):
         self.n2, self.c2 = nn.GroupNorm(min(groups, cout), cout), nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
-    def forward(self, x, e):
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         h = self.c1(torch.nn.functional.silu(self.n1(x))) + self.e(e)[:, :, None, None]
         return self.skip(x) + self.c2(torch.nn.functional.silu(self.n2(h)))
 
@@ -146,7 +148,7 @@ class _Embed(nn.Module):
         self.t = nn.Sequential(SinusoidalEmbedding(emb), nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.c = nn.Embedding(n_classes + 1, emb) if n_classes else None
 
-    def forward(self, x, t, c):
+    def forward(self, x: torch.Tensor, t: Time, c: Label) -> torch.Tensor:
         e = self.t(_batch_time(t, x))
         lab = _batch_label(c, x, self.n_classes)
         return e if lab is None else e + self.c(lab)
@@ -162,7 +164,7 @@ class UNet(nn.Module):
     Args: in_ch; base channels; mults; n_classes (K > 0: label K is the null label); emb size; groups.
     """
 
-    def __init__(self, in_ch: int = 1, base: int = 32, mults=(1, 2), *, n_classes: int = 0,
+    def __init__(self, in_ch: int = 1, base: int = 32, mults: tuple[int, ...] = (1, 2), *, n_classes: int = 0,
                  emb: int = 64, groups: int = 8):
         super().__init__()
         self.levels = len(mults)
@@ -175,7 +177,8 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(_ResBlock(2 * chs[i], chs[max(i - 1, 0)], emb, groups) for i in range(self.levels))
         self.out = nn.Sequential(nn.GroupNorm(min(groups, chs[0]), chs[0]), nn.SiLU(), nn.Conv2d(chs[0], in_ch, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, t, c=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
+        """x (B, C, H, W), t a float or (B,), c optional labels -> (B, C, H, W)."""
         if x.dim() != 4:
             raise ValueError(f"UNet needs x of shape (B, C, H, W), got {tuple(x.shape)}")
         k = 2 ** (self.levels - 1)
@@ -206,7 +209,7 @@ class Classifier2D(nn.Module):
         super().__init__()
         self.net = MLP(dim, hidden, depth, out_dim=n_classes)
 
-    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: Time) -> torch.Tensor:
         return self.net(x, t)
 
 
@@ -222,25 +225,27 @@ class ImageClassifier(nn.Module):
         self.pool = nn.Conv2d(base, base, 3, stride=2, padding=1)
         self.head = nn.Linear(2 * base, n_classes)
 
-    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: Time) -> torch.Tensor:
         e = self.embed(x, t, None)
         h = self.pool(self.b1(self.inp(x), e))
         h = torch.nn.functional.silu(self.b2(h, e))
         return self.head(h.mean((-2, -1)))
 
 
-def edm_coefficients(schedule: Schedule, t, sigma_data: float = 1.0):
+def edm_coefficients(schedule: Schedule, t: Time,
+                     sigma_data: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """EDM preconditioning for x_t = alpha x0 + sigma eps (App. D.6), in float64:
 
         R = alpha^2 sigma_d^2 + sigma^2,  c_in = 1/sqrt(R),  c_skip = alpha sigma_d^2 / R,
         c_out = sigma sigma_d / sqrt(R),  c_noise = -lambda_t / 4  (= log(sigma)/4 when alpha = 1).
 
-    Returns (c_skip, c_out, c_in, c_noise), each shaped like t.  lambda is clipped to [-20, 20].
+    Args: t a float, 0-d or (B,) tensor.  Returns (c_skip, c_out, c_in, c_noise), each shaped like t;
+    lambda is clipped to [-20, 20].
     """
-    t = as_time(t)
-    a, s = schedule.alpha(t), schedule.sigma(t)
+    co = schedule.coeffs(t)
+    a, s = co.alpha, co.sigma
     R = a ** 2 * sigma_data ** 2 + s ** 2
-    lam = schedule.lam(t).clamp(-20.0, 20.0)
+    lam = co.lam.clamp(-20.0, 20.0)
     return a * sigma_data ** 2 / R, s * sigma_data / R.sqrt(), 1 / R.sqrt(), -lam / 4
 
 
@@ -269,7 +274,7 @@ class Predictor(nn.Module, Model):
         self.net, self.schedule, self.kind = net, schedule, kind
         self.precond, self.sigma_data, self.noise_input = precond, float(sigma_data), noise_input
 
-    def raw(self, x_t: torch.Tensor, t, c=None) -> torch.Tensor:
+    def raw(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
         """The network's own prediction (of `self.kind`) at (x_t, t), shape like x_t."""
         t = as_time(t)
         if self.precond is None:
@@ -279,7 +284,7 @@ class Predictor(nn.Module, Model):
         F = self.net(expand_t(c_in, x_t) * x_t, noise.to(x_t.dtype), c)
         return expand_t(c_skip, x_t) * x_t + expand_t(c_out, x_t) * F
 
-    def forward(self, x_t, t, c=None):
+    def forward(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
         return self.raw(x_t, t, c)
 
     __call__ = nn.Module.__call__

@@ -100,7 +100,7 @@ def test_class_posterior_and_conditional_fields(mixture2d, gen):
 def test_marginal_mixture_matches(mixture2d, gen):
     sched = dl.Cosine()
     x = torch.randn(8, 2, generator=gen, dtype=torch.float64)
-    m = mixture2d.marginal(sched, 0.45)
+    m = mixture2d.marginal(0.45, sched)
     torch.testing.assert_close(m.log_prob(x), mixture2d.log_prob_t(x, 0.45, sched))
     torch.testing.assert_close(m.data_score(x), mixture2d.score(x, 0.45, sched))
 

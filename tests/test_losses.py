@@ -62,9 +62,9 @@ def test_elbo_weighting_is_minus_dlambda_in_eps_units(gen):
     t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
     h = 1e-6
     dlam = (sched.lam(t + h) - sched.lam(t - h)) / (2 * h)
-    torch.testing.assert_close(losses.weighting("elbo", sched, t, "eps"), -dlam, rtol=1e-5, atol=0)
+    torch.testing.assert_close(losses.weighting(sched, "elbo", t, "eps"), -dlam, rtol=1e-5, atol=0)
     # the same ELBO written for an x0 network: -lambda' sigma^2 (alpha/sigma^2)^2 = -lambda' snr
-    torch.testing.assert_close(losses.weighting("elbo", sched, t, "x0"), -dlam * sched.snr(t), rtol=1e-5, atol=0)
+    torch.testing.assert_close(losses.weighting(sched, "elbo", t, "x0"), -dlam * sched.snr(t), rtol=1e-5, atol=0)
 
 
 def test_time_distributions_and_label_dropout():
@@ -81,7 +81,7 @@ def test_time_distributions_and_label_dropout():
     with pytest.raises(ValueError, match="null_label"):
         losses.DiffusionLoss(dl.VPLinear(), p_uncond=0.1)
     with pytest.raises(ValueError, match="weighting"):
-        losses.weighting("bogus", dl.VPLinear(), 0.5, "eps")
+        losses.weighting(dl.VPLinear(), "bogus", 0.5, "eps")
 
 
 def _fit_and_compare(loss, sched, kind, t, field, *, steps=700, tol=REL_TOL, lr=3e-3):
@@ -137,7 +137,7 @@ def test_score_matching_learns_the_score(method):
 def test_classifier_loss_shape(gen):
     mix = dl.datasets.eight_gaussians_mixture()
     x0, c = mix.sample(16, generator=gen, return_labels=True)
-    ce = losses.classifier_loss(nets.Classifier2D(2, 8, 16, 1), x0, c, dl.VPLinear(), generator=gen)
+    ce = losses.classifier_loss(dl.VPLinear(), nets.Classifier2D(2, 8, 16, 1), x0, c, generator=gen)
     assert ce.shape == (16,) and (ce > 0).all()
 
 

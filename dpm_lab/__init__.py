@@ -10,7 +10,7 @@ from . import digit_eval, images, store  # image data, storage and evaluation
 from . import dynamics, fast_solvers, guidance, likelihood, samplers  # sampling
 from . import losses, metrics, nets, train, zoo  # learning and metrics
 from . import recipes  # registers every recipe (toy, images, classifiers) in the zoo
-from . import course, exercises, notebook, viz, widgets  # seeing
+from . import exercises, notebook, viz, widgets  # seeing (course, the tooling, is not imported here)
 from .gmm import GaussianMixture, MixtureModel, PointSet
 from .grids import GRIDS, time_grid
 from .samplers import SOLVERS, sample, solve, trajectory

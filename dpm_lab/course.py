@@ -1,4 +1,4 @@
-"""Build the student and instructor copies of the chapters.
+"""Build the student and instructor copies of the chapters (tooling: not imported by `import dpm_lab`).
 
     python -m dpm_lab.course student    [--out DIR] [--chapters DIR] [--execute]
     python -m dpm_lab.course instructor [--out DIR] [--chapters DIR] [--execute]
@@ -17,8 +17,11 @@ import argparse
 import ast
 import pathlib
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import nbformat
+from nbformat import NotebookNode
 
 __all__ = ["SOLUTION_TAG", "is_solution", "make_stub", "student_notebook", "instructor_notebook",
            "build", "execute_notebook", "main"]
@@ -27,7 +30,7 @@ SOLUTION_TAG = "solution"
 STUB_LINE = "# YOUR CODE HERE"
 
 
-def is_solution(cell) -> bool:
+def is_solution(cell: dict[str, Any]) -> bool:
     """True for a code cell tagged `solution`."""
     return cell.get("cell_type") == "code" and SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
 
@@ -66,7 +69,7 @@ def make_stub(source: str) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def _clean(nb):
+def _clean(nb: NotebookNode) -> NotebookNode:
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = []
@@ -75,7 +78,7 @@ def _clean(nb):
     return nb
 
 
-def student_notebook(nb):
+def student_notebook(nb: dict[str, Any]) -> NotebookNode:
     """A copy of `nb` with solution cells replaced by stubs and outputs cleared."""
     nb = nbformat.from_dict(nb)
     nb = nbformat.reads(nbformat.writes(nb), as_version=4)
@@ -87,13 +90,13 @@ def student_notebook(nb):
     return _clean(nb)
 
 
-def instructor_notebook(nb):
+def instructor_notebook(nb: dict[str, Any]) -> NotebookNode:
     """A copy of `nb` with solutions kept and outputs cleared."""
     nb = nbformat.reads(nbformat.writes(nbformat.from_dict(nb)), as_version=4)
     return _clean(nb)
 
 
-def execute_notebook(nb, *, cwd: str | pathlib.Path | None = None, timeout: int = 600):
+def execute_notebook(nb: NotebookNode, *, cwd: str | pathlib.Path | None = None, timeout: int = 600) -> NotebookNode:
     """Execute a notebook in place with nbclient and return it."""
     from nbclient import NotebookClient
 
@@ -124,7 +127,8 @@ def build(kind: str, out: str | pathlib.Path | None = None, chapters: str | path
     return written
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: build the copies, print what was written; returns the exit status."""
     p = argparse.ArgumentParser(prog="python -m dpm_lab.course", description=__doc__.splitlines()[0])
     p.add_argument("kind", choices=["student", "instructor"])
     p.add_argument("--out", default=None, help="output folder (default build/<kind>)")

@@ -1,14 +1,20 @@
-"""Tests of dpm_lab.course: stubs replace solutions, and both copies execute end to end."""
+"""Tests of dpm_lab.course (tooling): stubs replace solutions, both copies execute end to end, and
+`python -m dpm_lab.course` works although `import dpm_lab` does not import it."""
+import ast
+import os
 import pathlib
+import subprocess
+import sys
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dpm_lab import course
+import dpm_lab.course as course
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHAPTER = ROOT / "chapters" / "01_generative_modeling.ipynb"
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
 
 
 def _solution(src, **meta):
@@ -21,10 +27,10 @@ def _solution(src, **meta):
 def _tiny():
     nb = new_notebook(cells=[
         new_markdown_cell("# tiny"),
-        new_code_cell("from dpm_lab import exercises\nimport math"),
+        new_code_cell("import dpm_lab as dl\nimport math"),
         _solution('import math\n\ndef my_alpha(t):\n    """alpha of VP."""\n    b = 0.1 * t + 0.5 * 19.9 * t ** 2\n'
                   '    return math.exp(-0.5 * b)\n\nanswer = 42\npair_a, pair_b = 1, 2'),
-        new_code_cell("ok = exercises.check_vp_alpha(my_alpha)\nprint('RESULT', ok, answer)"),
+        new_code_cell("ok = dl.exercises.check_vp_alpha(my_alpha)\nprint('RESULT', ok, answer)"),
         _solution("secret = 1", stub="secret = None  # fill me"),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -82,6 +88,48 @@ def test_build_cli_on_real_chapter(tmp_path):
     assert sum("# YOUR CODE HERE" in c.source for c in student.cells) == n_sol
     with pytest.raises(ValueError, match="kind"):
         course.build("teacher")
+
+
+def _defined(source):
+    """The names a cell defines at top level (functions with their arguments, and assigned names)."""
+    tree = ast.parse(source)
+    out = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            out.add((node.name, ast.unparse(node.args)))
+        elif isinstance(node, ast.Assign):
+            out.update(ast.unparse(t) for t in node.targets)
+    return out
+
+
+def _python(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_package_face_does_not_import_the_tooling(tmp_path):
+    r = _python("-c", "import sys, dpm_lab; print('dpm_lab.course' in sys.modules, hasattr(dpm_lab, 'course'))",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "False"]
+
+
+def test_python_m_course_builds_every_chapter(tmp_path):
+    r = _python("-m", "dpm_lab.course", "student", "--out", str(tmp_path / "st"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(CHAPTERS)} student notebook(s); 0 solution cell(s) left in" in r.stdout
+    for path in CHAPTERS:
+        original = nbformat.read(path, as_version=4)
+        student = nbformat.read(tmp_path / "st" / path.name, as_version=4)
+        solutions = [c for c in original.cells if course.is_solution(c)]
+        assert solutions, path.name
+        assert [c.cell_type for c in student.cells] == [c.cell_type for c in original.cells]
+        stubs = [c for c in student.cells if "exercise" in c.metadata.get("tags", [])]
+        assert len(stubs) == len(solutions) and all("# YOUR CODE HERE" in c.source for c in stubs)
+        for sol, stub in zip(solutions, stubs):
+            assert _defined(stub.source) == _defined(sol.source), path.name   # every signature kept, valid Python
+    r = _python("-m", "dpm_lab.course", "teacher", cwd=tmp_path)
+    assert r.returncode != 0 and "invalid choice: 'teacher'" in r.stderr
 
 
 @pytest.mark.slow

@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
+from conftest import SCHED_IDS, SCHEDULES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dpm_lab as dl
-from conftest import SCHED_IDS, SCHEDULES
 
 TIMES = [0.0, 0.02, 0.3, 0.7, 1.0]
 
@@ -196,3 +196,98 @@ def test_bad_input():
         mix.score(torch.zeros(3, 2), -0.1, dl.VPLinear())
     with pytest.raises(ValueError, match="no labels"):
         mix.x0(torch.zeros(3, 2), 0.5, dl.VPLinear(), c=0)
+
+
+def test_marginal_reads_time_then_schedule(mixture2d, gen):
+    sched = dl.VPLinear()
+    with pytest.raises(TypeError, match=r"marginal\(t, schedule\)"):
+        mixture2d.marginal(sched, 0.3)
+    with pytest.raises(ValueError, match="scalar t"):
+        mixture2d.marginal(torch.tensor([0.1, 0.2]), sched)
+    pts = dl.PointSet(dl.utils.randn((5, 2), generator=gen, dtype=torch.float64))
+    x = dl.utils.randn((4, 2), generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(pts.marginal(0.3, sched).log_prob(x), pts.log_prob_t(x, 0.3, sched))
+    with pytest.raises(ValueError, match="sigma_t = 0"):
+        pts.marginal(0.0, sched)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fields_follow_the_input_device_and_dtype(mixture2d, dtype, device, gen):
+    # every field is computed in float64 and returned on x_t's device in x_t's dtype (run with --device cuda too)
+    sched = dl.Cosine()
+    x = mixture2d.sample_marginal(5, 0.4, sched, generator=gen, dtype=dtype, device=device)
+    assert x.device.type == device.type and x.dtype == dtype
+    t_per_sample = torch.full((5,), 0.4, dtype=torch.float64, device=device)
+    outs = [mixture2d.predict(x, t, sched, k, c) for k in dl.KINDS for t in (0.4, t_per_sample) for c in (None, 1)]
+    outs += [mixture2d.class_posterior(x, 0.4, sched), mixture2d.responsibilities(x, 0.4, sched),
+             mixture2d.log_prob_t(x, 0.4, sched, c=torch.tensor([0, 1, 0, 1, 1], device=device)),
+             mixture2d.model(sched).predict(x, t_per_sample, "v", torch.tensor([0, 1, 2, 2, 0], device=device))]
+    for out in outs:
+        assert out.device.type == device.type and out.dtype == dtype
+    torch.testing.assert_close(outs[-4].sum(1), torch.ones(5, dtype=dtype, device=device))
+    ref = mixture2d.score(x.double().cpu(), 0.4, sched)
+    torch.testing.assert_close(mixture2d.score(x, 0.4, sched).cpu().double(), ref,
+                               rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=1e-6)
+
+
+def test_sampling_draws_on_the_generator_then_moves(mixture2d, device):
+    # the same seed gives the same points wherever they are sent (utils.randn's contract)
+    sched = dl.VPLinear()
+    a, lab_a = mixture2d.sample(50, generator=torch.Generator().manual_seed(3), return_labels=True)
+    b, lab_b = mixture2d.sample(50, generator=torch.Generator().manual_seed(3), device=device, return_labels=True)
+    assert b.device.type == device.type and lab_b.device.type == device.type
+    torch.testing.assert_close(b.cpu(), a)
+    assert torch.equal(lab_b.cpu(), lab_a)
+    xa = mixture2d.sample_marginal(50, 0.5, sched, generator=torch.Generator().manual_seed(4))
+    xb = mixture2d.sample_marginal(50, 0.5, sched, generator=torch.Generator().manual_seed(4), device=device)
+    torch.testing.assert_close(xb.cpu(), xa)
+    # x_t = alpha x0 + sigma eps with the same draws in the same order (x0 first, then eps)
+    g = torch.Generator().manual_seed(4)
+    x0 = mixture2d.sample(50, generator=g, dtype=torch.float64)
+    eps = dl.utils.randn((50, 2), generator=g, dtype=torch.float64)
+    torch.testing.assert_close(xa, (sched.alpha(0.5) * x0 + sched.sigma(0.5) * eps).float())
+    per_t = torch.linspace(0.1, 0.9, 50, dtype=torch.float64, device="cpu")
+    xc = mixture2d.sample_marginal(50, per_t, sched, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    torch.testing.assert_close(xc, sched.alpha(per_t)[:, None] * x0 + sched.sigma(per_t)[:, None] * eps)
+    only1 = mixture2d.sample(200, generator=torch.Generator().manual_seed(5), c=1, return_labels=True)[1]
+    assert (only1 == 1).all()
+    with pytest.raises(ValueError, match="one class"):
+        mixture2d.sample(3, c=torch.tensor([0, 1, 1]))
+
+
+def test_mixture_model_null_label_means_no_condition(mixture2d, gen):
+    # the exact class-conditional model: labels 0..K-1 condition, label K (the networks' null) is the full mixture
+    sched = dl.VPLinear()
+    x = mixture2d.sample_marginal(6, 0.35, sched, generator=gen, dtype=torch.float64)
+    model = mixture2d.model(sched)
+    assert model.null_label == mixture2d.n_classes == 2
+    c = torch.tensor([0, 2, 1, 2, 1, 0])
+    t = torch.tensor([0.2, 0.35, 0.5, 0.6, 0.35, 0.8], dtype=torch.float64)
+    for kind in dl.KINDS:
+        got = model.predict(x, t, kind, c)
+        for b in range(6):
+            cb = None if int(c[b]) == 2 else int(c[b])
+            expect = mixture2d.predict(x[b:b + 1], float(t[b]), sched, kind, cb)
+            torch.testing.assert_close(got[b:b + 1], expect, rtol=1e-12, atol=1e-12, msg=f"{kind} sample {b}")
+    torch.testing.assert_close(model.eps(x, 0.35, 2), mixture2d.eps(x, 0.35, sched))
+    torch.testing.assert_close(model.score(x, 0.35, 1), mixture2d.score(x, 0.35, sched, c=1))
+    torch.testing.assert_close(mixture2d.model(sched, c=0).x0(x, 0.35), mixture2d.x0(x, 0.35, sched, c=0))
+    torch.testing.assert_close(model(x, 0.35, c), model.predict(x, 0.35, "eps", c))
+    torch.testing.assert_close(mixture2d.model(sched, null_label=7).eps(x, 0.35, 7), mixture2d.eps(x, 0.35, sched))
+    with pytest.raises(ValueError, match="class c must lie in 0..1"):
+        model.eps(x, 0.35, torch.tensor([0, 3, 1, 1, 1, 1]))
+    with pytest.raises(ValueError, match="null_label must not be a class"):
+        mixture2d.model(sched, null_label=1)
+    with pytest.raises(ValueError, match=r"shape \(6,\)"):
+        model.eps(x, 0.35, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="no labels"):
+        dl.GaussianMixture([1.0], [[0.0, 0.0]], stds=1.0).model(sched).eps(x, 0.35, 0)
+
+
+def test_flow_keeps_the_input_device_and_dtype(mixture2d, device, gen):
+    sched = dl.RectifiedFlow()
+    x = dl.utils.randn((4, 2), generator=gen, device=device)
+    out = mixture2d.flow(x, [0.9, 0.5], sched, rtol=1e-8, atol=1e-8)
+    assert out.shape == (2, 4, 2) and out.device.type == device.type and out.dtype == torch.float32
+    ref = mixture2d.flow(x.double().cpu(), [0.9, 0.5], sched, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(out.cpu(), ref.float())

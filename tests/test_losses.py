@@ -152,3 +152,67 @@ def test_named_instances_run_and_return_per_sample_losses(gen):
         model = nets.Predictor(nets.MLP(2, 8, 1), loss.schedule, kind)
         out = loss(model, x0, generator=gen)
         assert out.shape == (8,) and torch.isfinite(out).all() and (out >= 0).all()
+
+
+class _Recorder(dl.Model):
+    """Returns a fixed prediction and records what the loss fed it."""
+
+    def __init__(self, schedule, kind, value):
+        self.schedule, self.kind, self.value, self.seen = schedule, kind, value, {}
+
+    def raw(self, x_t, t, c=None):
+        self.seen = {"x_t": x_t, "t": t, "c": c}
+        return self.value
+
+
+def test_template_draws_t_then_eps_then_dropout(device):
+    # the documented draws with one generator, in order; the loss is the template written out by hand
+    sched = dl.Cosine()
+    x0 = torch.linspace(-1, 1, 24, device="cpu").reshape(12, 2)
+    c = torch.arange(12, device="cpu") % 3
+    loss = losses.DiffusionLoss(sched, "v", "snr", losses.TimeDist("uniform", 0.1, 0.9), p_uncond=0.5, null_label=3)
+    g = torch.Generator().manual_seed(7)
+    t = 0.1 + 0.8 * dl.utils.rand((12,), generator=g, dtype=torch.float64)
+    eps = dl.utils.randn((12, 2), generator=g)
+    dropped = torch.where(dl.utils.rand((12,), generator=g) < 0.5, 3, c)
+    a, s = sched.alpha(t)[:, None].float(), sched.sigma(t)[:, None].float()
+    pred = torch.full((12, 2), 0.3)
+    expect = (sched.alpha(t) ** 2 / sched.sigma(t) ** 2).float() * ((pred - (a * eps - s * x0)) ** 2).mean(1)
+    for dev in ("cpu", device):
+        model = _Recorder(sched, "v", pred.to(dev))
+        got = loss(model, x0.to(dev), c.to(dev), generator=torch.Generator().manual_seed(7))
+        assert got.device.type == torch.device(dev).type
+        torch.testing.assert_close(got.cpu(), expect)
+        torch.testing.assert_close(model.seen["t"].cpu(), t)
+        torch.testing.assert_close(model.seen["x_t"].cpu(), a * x0 + s * eps)
+        assert torch.equal(model.seen["c"].cpu(), dropped) and (dropped == 3).any() and (dropped != 3).any()
+
+
+def test_weightings_validate_t_and_raise_at_end_points():
+    vp, flow = dl.VPLinear(), dl.RectifiedFlow()
+    t = torch.tensor([0.0, 0.5], dtype=torch.float64)
+    for name in ("elbo", "snr", "edm"):
+        with pytest.raises(ValueError, match=f"{name} weighting is not defined at t = 0"):
+            losses.weighting(vp, name, t, "eps")
+    with pytest.raises(ValueError, match="elbo weighting is not defined at t = 1"):
+        losses.weighting(flow, "elbo", 1.0, "eps")
+    for name in ("none", "sigma2"):
+        assert torch.isfinite(losses.weighting(vp, name, t)).all()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        losses.weighting(vp, "none", 1.5)
+    with pytest.raises(ValueError, match="unknown weighting 'bogus'"):
+        losses.DiffusionLoss(vp, weighting="bogus")
+    seen = []
+    w = losses.weighting(vp, lambda s, tt: seen.append((s, tt)) or 2 * tt, 0.25)
+    assert float(w) == 0.5 and seen[0][0] is vp and seen[0][1].dtype == torch.float64
+
+
+@pytest.mark.parametrize("sched", SCHEDS, ids=lambda s: s.name)
+def test_elbo_weighting_in_each_kind_is_the_matching_weight(sched):
+    # -lambda' sigma^2 c_kind^2: the same ELBO written for a `kind` loss, i.e. the eps ELBO times (c_kind / c_eps)^2
+    t = torch.tensor([0.1, 0.4, 0.8], dtype=torch.float64)
+    eps_w = losses.weighting(sched, "elbo", t, "eps")
+    torch.testing.assert_close(eps_w, -sched.d_lam(t))
+    for kind in dl.KINDS:
+        torch.testing.assert_close(losses.weighting(sched, "elbo", t, kind),
+                                   eps_w * losses.matching_weight(sched, t, kind, "eps"), rtol=1e-10, atol=0)

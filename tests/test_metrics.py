@@ -57,3 +57,23 @@ def test_nll_and_mode_coverage(gen):
     one = MIX.conditional(2).sample(500, generator=gen)
     cov1 = metrics.mode_coverage(one, MIX, by="posterior")
     assert cov1["hit"] == pytest.approx(1 / 8) and cov1["weights"][2] == pytest.approx(1.0)
+
+
+def test_sliced_wasserstein_directions_are_the_generators_draws(gen):
+    # the same seed gives the same value; u are standard normal draws (utils.randn) normalised per direction
+    x = torch.randn(50, 3, generator=gen)
+    y = torch.randn(60, 3, generator=gen) + 0.5
+    a = metrics.sliced_wasserstein(x, y, n_proj=16, generator=torch.Generator().manual_seed(2))
+    b = metrics.sliced_wasserstein(x, y, n_proj=16, generator=torch.Generator().manual_seed(2))
+    assert a == b
+    u = torch.randn(3, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64, device="cpu")
+    u = u / u.norm(dim=0, keepdim=True)
+    px, py = (x.double() @ u).sort(0).values, (y.double() @ u).sort(0).values
+    q = torch.linspace(0, 1, 60, dtype=torch.float64, device="cpu")
+    by_hand = float(((torch.quantile(px, q, dim=0) - torch.quantile(py, q, dim=0)) ** 2).mean() ** 0.5)
+    assert a == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_mode_coverage_bad_method():
+    with pytest.raises(ValueError, match="unknown by 'nearst'"):
+        metrics.mode_coverage(torch.zeros(3, 2), MIX, by="nearst")

@@ -85,3 +85,26 @@ def test_predictor_on_images(gen):
     model = nets.Predictor(nets.UNet(1, 8, (1, 2), n_classes=10, emb=16, groups=4), dl.Cosine(), "eps")
     x = torch.randn(2, 1, 8, 8, generator=gen)
     assert model.x0(x, 0.5, c=torch.tensor([1, 2])).shape == x.shape
+
+
+def test_fourier_frequencies_are_the_generators_normal_draws():
+    # utils.randn with a CPU generator gives torch.randn's numbers: frozen features do not move with the refactor
+    w = nets.FourierEmbedding(8, scale=3.0, generator=torch.Generator().manual_seed(5)).w
+    z = torch.randn(4, generator=torch.Generator().manual_seed(5), device="cpu")
+    torch.testing.assert_close(w, z * 3.0 * 2 * torch.pi)
+    assert w.device.type == "cpu"
+
+
+def test_predictor_follows_the_input_device(device, gen):
+    sched = dl.VPLinear()
+    model = nets.Predictor(nets.MLP(2, 8, 1, n_classes=3), sched, "v").to(device)
+    x = dl.utils.randn((5, 2), generator=gen, device=device)
+    t = torch.full((5,), 0.3, device=device)
+    for kind in dl.KINDS:
+        out = model.predict(x, t, kind, c=torch.tensor([0, 1, 2, 3, 0], device=device))
+        assert out.device.type == device.type and out.dtype == torch.float32 and out.shape == (5, 2)
+    # c_noise = -lambda_t / 4 (App. D.6), and c_skip = alpha / (alpha^2 + sigma^2) for sigma_d = 1
+    tt = torch.tensor([0.2, 0.7], dtype=torch.float64, device="cpu")
+    c_skip, _, _, c_noise = nets.edm_coefficients(sched, tt)
+    torch.testing.assert_close(c_noise, -sched.lam(tt) / 4)
+    torch.testing.assert_close(c_skip, sched.alpha(tt) / (sched.alpha(tt) ** 2 + sched.sigma(tt) ** 2))

@@ -62,18 +62,28 @@ def test_lambda_inverse_round_trip(sched):
 def test_moment_odes_reproduce_alpha_sigma(sched):
     # §4.1.2: for dx = f x dt + g dw, m' = f m and P' = 2 f P + g^2 with m(0) = 1, P(0) = 0
     # must give back m = alpha_t and P = sigma_t^2 (the lemma of §4.5.2 read backwards).
+    # A discrete schedule's f jumps at its knots i / L: integrate knot to knot (coefficients of the
+    # segment (lo, hi] on each), so the solver never steps across a jump.
     T = 0.97
-
-    def rhs(t, y):
-        tt = torch.tensor(t, dtype=torch.float64)
-        f, g2 = float(sched.f(tt)), float(sched.g2(tt))
-        return [f * y[0], 2 * f * y[1] + g2]
-
     ts = np.linspace(0, T, 9)
-    sol = solve_ivp(rhs, (0, T), [1.0, 0.0], t_eval=ts, rtol=1e-11, atol=1e-12, max_step=0.01)
+    edges = [0.0, T]
+    if isinstance(sched, dl.DiscreteSchedule):
+        edges = sorted({0.0, T, *(i / sched.L for i in range(1, sched.L) if i / sched.L < T)})
+    y, got = [1.0, 0.0], {0.0: [1.0, 0.0]}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        def rhs(t, m, lo=lo, hi=hi):
+            tt = torch.tensor(min(max(t, lo + 1e-12 * (hi - lo)), hi), dtype=torch.float64)
+            f, g2 = float(sched.f(tt)), float(sched.g2(tt))
+            return [f * m[0], 2 * f * m[1] + g2]
+
+        inside = [t for t in ts if lo < t < hi] + [hi]
+        sol = solve_ivp(rhs, (lo, hi), y, t_eval=inside, rtol=1e-11, atol=1e-12, max_step=0.05)
+        got.update({t: sol.y[:, j] for j, t in enumerate(inside)})
+        y = sol.y[:, -1]
+    m = np.array([got[t] for t in ts]).T
     tt = torch.tensor(ts)
-    np.testing.assert_allclose(sol.y[0], sched.alpha(tt).numpy(), rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(sol.y[1], (sched.sigma(tt) ** 2).numpy(), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(m[0], sched.alpha(tt).numpy(), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(m[1], (sched.sigma(tt) ** 2).numpy(), rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.parametrize("sched", SCHEDULES, ids=SCHED_IDS)
@@ -249,3 +259,21 @@ def test_alphas_cumprod_is_diffusers_bar_alpha():
     torch.testing.assert_close(sched.alphas_cumprod, torch.cumprod(1 - betas, 0))
     torch.testing.assert_close(sched.alpha_at_steps[1:] ** 2, sched.alphas_cumprod)
     torch.testing.assert_close(sched.step_alphas ** 2, 1 - betas)
+
+
+def test_sample_prior_draws_with_the_generator_then_moves(device):
+    # x_1 ~ N(0, sigma_1^2 I): torch.randn's numbers for a CPU generator, scaled, then sent to `device`
+    for sched in (dl.VPLinear(), dl.EDM(5.0)):
+        x = sched.sample_prior((6, 2), generator=torch.Generator().manual_seed(9), dtype=torch.float64, device=device)
+        z = torch.randn(6, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64, device="cpu")
+        assert x.device.type == device.type and x.dtype == torch.float64
+        torch.testing.assert_close(x.cpu(), z * sched.prior_std())
+    assert dl.EDM(5.0).prior_std() == pytest.approx(5.0)
+
+
+def test_check_finite_names_the_first_bad_time():
+    t = torch.tensor([0.2, 0.0, 1.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"vp.d_sigma is not defined at t = 0 \(sigma_t = 0"):
+        dl.VPLinear().d_sigma(t)
+    with pytest.raises(ValueError, match=r"flow.f is not defined at t = 1 \(alpha_t = 0"):
+        dl.RectifiedFlow().f(t)

@@ -244,19 +244,25 @@ class Model:
         return convert(self.schedule, x_t, t, self.raw(x_t, t, c), self.kind, kind)
 
     def x0(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
+        """The clean-data prediction (the denoiser), shape like x_t."""
         return self.predict(x_t, t, "x0", c)
 
     def eps(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
+        """The noise prediction, shape like x_t."""
         return self.predict(x_t, t, "eps", c)
 
     def score(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
+        """The score prediction grad log p_t(x_t), shape like x_t."""
         return self.predict(x_t, t, "score", c)
 
     def velocity(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
+        """The PF-ODE velocity dx/dt, shape like x_t."""
         return self.predict(x_t, t, "velocity", c)
 
     def v(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
+        """Salimans & Ho's v = alpha_t eps - sigma_t x0, shape like x_t."""
         return self.predict(x_t, t, "v", c)
 
     def __call__(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
+        """The raw prediction (of `self.kind`)."""
         return self.raw(x_t, t, c)

@@ -36,6 +36,12 @@ def test_close_needs_same_shape_and_finite_values():
     assert _base.close(1.0, 1.01, rtol=0.02)
 
 
+def test_as_scalar_names_what_to_return():
+    assert _base.as_scalar(torch.tensor([2.5])) == 2.5 and _base.as_scalar(np.float32(1.0)) == 1.0
+    with pytest.raises(_base.WrongAnswer, match=r"return the mean; you returned 3 numbers \(shape \(3,\)\)"):
+        _base.as_scalar(torch.zeros(3), "the mean")
+
+
 def test_as_array_and_fmt():
     a = _base.as_array((torch.tensor([1.0, 2.0]), [3.0, 4.0]))
     assert a.dtype == np.float64 and a.shape == (2, 2) and a[1, 1] == 4.0
@@ -76,6 +82,19 @@ def test_checker_wraps_registers_and_reports(toy_check, capsys):
     assert toy_check(lambda x: [][1]) is False
     out = capsys.readouterr().out
     assert out.startswith(_base.NO) and "raised IndexError" in out
+
+
+def test_checker_reports_a_wrong_kind_of_answer(capsys):
+    @_base.checker("toy_scalar", "99")
+    def check_toy_scalar(fn):
+        """fn() -> 1.0."""
+        got = _base.as_scalar(_base.call(fn), "one number")
+        return got == 1.0, "ok"
+    try:
+        assert check_toy_scalar(lambda: [1.0, 2.0]) is False
+        assert capsys.readouterr().out == f"{_base.NO} toy_scalar: return one number; you returned 2 numbers (shape (2,))\n"
+    finally:
+        del _base.EXERCISES["toy_scalar"]
 
 
 def test_every_check_is_registered_under_its_chapter():

@@ -49,16 +49,31 @@ WRONG = [
     ("ddpm_posterior", lambda x_i, x0, i, b: (posterior(x_i, x0, i, b)[0], posterior(x_i, x0, i, b)[1].sqrt()),
      ["at i=4", "that is the std; return the variance"]),   # at i = 1 the variance is 0 = its square root
     ("ddpm_posterior", lambda x_i, x0, i, b: (posterior(x_i, x0, i, b)[0], b[i - 1] ** 2),
-     ["at i=1 your variance is 0.0025 but should be 0."]),
+     ["at i=1 your variance is 0.0025 but should be 0", "the forward step's variance"]),
+    ("ddpm_posterior", lambda x_i, x0, i, b: (posterior(x_i, x0, i, b)[0], 0.5 * posterior(x_i, x0, i, b)[1] + 0.01),
+     ["at i=1 your variance is 0.01 but should be 0."]),
+    ("ddpm_posterior", lambda x_i, x0, i, b: (posterior(x0, x_i, i, b)[0], posterior(x_i, x0, i, b)[1]),
+     ["The two weights are swapped"]),
+    ("ddpm_posterior", lambda x_i, x0, i, b: posterior(x_i, x0, i, b.sqrt()), ["Ho et al.'s convention"]),
     ("eps_mean", lambda x_i, eps, i, b: (x_i - b[i - 1] / torch.sqrt(1 - alpha_bars(b)[i] ** 2) * eps)
-     / torch.sqrt(1 - b[i - 1] ** 2), ["note 1 - alpha_i^2 = beta_i^2"]),
+     / torch.sqrt(1 - b[i - 1] ** 2), ["the book's beta is a std", "note 1 - alpha_i^2 = beta_i^2"]),
     ("eps_mean", lambda x_i, eps, i, b: x_i - b[i - 1] ** 2 / torch.sqrt(1 - alpha_bars(b)[i] ** 2) * eps,
-     ["at i=1 your mean[0]", "posterior mean of Lemma 2.2.2"]),
+     ["at i=1 your mean[0]", "Divide the whole bracket by alpha_i", "posterior mean of Lemma 2.2.2"]),
+    ("eps_mean", lambda x_i, eps, i, b: (x_i + b[i - 1] ** 2 / torch.sqrt(1 - alpha_bars(b)[i] ** 2) * eps)
+     / torch.sqrt(1 - b[i - 1] ** 2), ["Subtract the noise term"]),
+    ("eps_mean", lambda x_i, eps, i, b: (x_i - torch.sqrt(1 - alpha_bars(b)[i] ** 2) * eps) / alpha_bars(b)[i],
+     ["at i=5 your mean[0]", "That is the clean estimate x0_hat"]),   # right at i = 1, where x0_hat is the mean
     ("gaussian_kl", lambda m1, m2, var: ((m1 - m2) ** 2).sum() / var, ["Divide by 2 * variance"]),
     ("gaussian_kl", lambda m1, m2, var: ((m1 - m2) ** 2).sum() / 2, ["for var=0.1 your KL"]),
+    ("gaussian_kl", lambda m1, m2, var: ((m1 - m2) ** 2).mean() / (2 * var), ["not the mean"]),
+    ("gaussian_kl", lambda m1, m2, var: (m1 - m2).norm() / (2 * var), ["the squared distance"]),
+    ("gaussian_kl", lambda m1, m2, var: (m1 - m2) ** 2 / (2 * var),
+     ["return one number: sum the squared differences over the dimensions; you returned 2 numbers"]),
     ("vae_kl", lambda mu, lv: vae_kl(mu, lv).sum(), ["one KL per example"]),
     ("vae_kl", lambda mu, lv: vae_kl(mu, lv).mean(), ["one KL per example"]),
     ("vae_kl", lambda mu, lv: 2 * vae_kl(mu, lv), ["missing the factor 1/2"]),
+    ("vae_kl", lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - lv).sum(-1), ["contributes a -1"]),
+    ("vae_kl", lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - 1 + lv).sum(-1), ["with a minus sign"]),
     ("vae_kl", lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - 1 - lv).sum(0), ["your KL is"]),   # summed over the batch
 ]
 

@@ -15,8 +15,8 @@ import torch
 
 from ..utils import randn
 
-__all__ = ["OK", "NO", "TODO", "CPU", "EXERCISES", "NotAttempted", "Check", "checker", "call", "as_array",
-           "close", "fmt", "example_pair"]
+__all__ = ["OK", "NO", "TODO", "CPU", "EXERCISES", "NotAttempted", "WrongAnswer", "Check", "checker", "call",
+           "as_array", "as_scalar", "close", "fmt", "example_pair"]
 
 OK = "\u2705"      # check mark
 NO = "\u274c"      # cross
@@ -31,6 +31,10 @@ EXERCISES: dict[str, tuple[str, Check]] = {}
 
 class NotAttempted(Exception):
     """Raised inside a check body when the learner's answer is a stub (None, ..., NotImplementedError)."""
+
+
+class WrongAnswer(Exception):
+    """Raised inside a check body to fail at once with its message (an answer of the wrong kind or shape)."""
 
 
 def fmt(x: Any) -> str:
@@ -69,6 +73,14 @@ def as_array(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
+def as_scalar(x: Any, what: str = "one number") -> float:
+    """x as a float; an answer with more than one entry raises WrongAnswer saying what to return."""
+    a = as_array(x)
+    if a.size != 1:
+        raise WrongAnswer(f"return {what}; you returned {a.size} numbers (shape {a.shape})")
+    return float(a.reshape(()))
+
+
 def close(a: Any, b: Any, rtol: float = 1e-4, atol: float = 1e-6) -> bool:
     """True when a and b have the same shape, a is finite, and they agree to rtol/atol."""
     a, b = as_array(a), as_array(b)
@@ -79,7 +91,8 @@ def checker(name: str, chapter: str) -> Callable[[Callable[..., tuple[bool, str]
     """Decorator: a check body returns (ok, message); this adds the friendly wrapping and registers it.
 
     The wrapped `check_<name>(answer, ...)` prints one line (pass, fail with a hint, "not attempted
-    yet", or the learner's exception as advice) and returns True or False; it never raises.
+    yet", or the learner's exception as advice) and returns True or False; it never raises. A body
+    may raise WrongAnswer(message) to fail early (an answer of the wrong kind or shape).
     """
 
     def wrap(body: Callable[..., tuple[bool, str]]) -> Check:
@@ -89,6 +102,9 @@ def checker(name: str, chapter: str) -> Callable[[Callable[..., tuple[bool, str]
             except NotAttempted:
                 print(f"{TODO} {name}: not attempted yet. Fill in the cell above (replace `return None`) "
                       "and run this check again.")
+                return False
+            except WrongAnswer as wrong:
+                print(f"{NO} {name}: {wrong}")
                 return False
             except Exception as exc:  # a learner's bug should read as advice, not a traceback
                 print(f"{NO} {name}: your code raised {type(exc).__name__}: {exc}. "

@@ -5,7 +5,7 @@ import math
 from typing import Any
 
 from ..schedules import VPLinear
-from ._base import as_array, call, checker, close, example_pair, fmt
+from ._base import as_array, as_scalar, call, checker, close, example_pair, fmt
 
 __all__ = ["check_vp_alpha", "check_forward_noise", "check_eps_from_x0", "check_score_from_eps"]
 
@@ -17,7 +17,7 @@ def check_vp_alpha(fn: Any) -> tuple[bool, str]:
     """fn(t: float) -> alpha_t of the linear VP schedule (beta_min=0.1, beta_max=20)."""
     sch = VPLinear()
     for t in _TS:
-        got, want = float(as_array(call(fn, t))), float(sch.alpha(t))
+        got, want = as_scalar(call(fn, t), f"one number, alpha_t at t={t}"), float(sch.alpha(t))
         if not math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-7):
             hint = ""
             if math.isclose(got, want ** 2, rel_tol=1e-3):
@@ -45,6 +45,10 @@ def check_forward_noise(fn: Any) -> tuple[bool, str]:
                 hint = " You swapped the roles: alpha_t multiplies the data, sigma_t the noise."
             elif close(got, sch.alpha(t) * x0 + sch.sigma(t) ** 2 * eps):
                 hint = " sigma_t is already a standard deviation; do not square it."
+            elif close(got, sch.alpha(t) ** 2 * x0 + sch.sigma(t) ** 2 * eps):
+                hint = " alpha_t and sigma_t are already the coefficients (not variances); do not square them."
+            elif as_array(got).shape != tuple(x0.shape):
+                hint = f" Return x_t with the shape of x0, {tuple(x0.shape)}: no sum or mean over dimensions."
             return False, f"at t={t} your x_t[0] is {fmt(as_array(got)[0])} but should be {fmt(want[0])}.{hint}"
     return True, "x_t = alpha_t x0 + sigma_t eps, exactly. Nice."
 
@@ -61,6 +65,12 @@ def check_eps_from_x0(fn: Any) -> tuple[bool, str]:
             hint = ""
             if close(got, x_t - sch.alpha(t) * x0):
                 hint = " Almost: divide by sigma_t at the end."
+            elif close(got, -eps):
+                hint = " The sign is flipped: subtract alpha_t x0_hat from x_t, not the other way round."
+            elif close(got, (x_t - sch.alpha(t) * x0) / sch.sigma(t) ** 2):
+                hint = " Divide by sigma_t, not by its square."
+            elif close(got, (x_t - x0) / sch.sigma(t)):
+                hint = " Scale x0_hat by alpha_t before subtracting it: x_t holds alpha_t x0, not x0."
             return False, (f"at t={t} your eps[0] is {fmt(as_array(got)[0])} but should be {fmt(eps[0])}."
                            f"{hint} Solve x_t = alpha_t x0 + sigma_t eps for eps.")
     return True, "eps = (x_t - alpha_t x0) / sigma_t recovers the noise exactly."

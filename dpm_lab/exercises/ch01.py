@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._base import CPU, as_array, call, checker, close, fmt
+from ._base import CPU, as_array, as_scalar, call, checker, close, fmt
 
 __all__ = ["check_gaussian_nll", "check_kl_grid", "check_js_grid", "check_tv_grid", "check_gaussian_score",
            "check_forward_kl_fit"]
@@ -19,7 +19,7 @@ def check_gaussian_nll(fn: Any) -> tuple[bool, str]:
     """fn(x (N,), mu, sigma) -> mean negative log-likelihood of N(mu, sigma^2) on the data."""
     x = torch.tensor([-1.0, 0.3, 0.8, 2.0, 2.5], dtype=torch.float64, device=CPU)
     for mu, s in ((0.0, 1.0), (1.0, 0.5), (-0.5, 2.0)):
-        got = float(as_array(call(fn, x, mu, s)))
+        got = as_scalar(call(fn, x, mu, s), "one number, the mean over the data")
         want = float((0.5 * ((x - mu) / s) ** 2 + math.log(s) + 0.5 * math.log(2 * math.pi)).mean())
         if not math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-8):
             diff = got - want
@@ -64,7 +64,7 @@ def _grid_check(fn: Any, ref: Callable, hints: Callable) -> tuple[bool, str | No
     """Compare fn(a, b, dx) with ref on (p, q), (q, p) and (p, p); hints(got, want, a, b, dx) explains."""
     x, dx, p, q = _grid_pair()
     for label, a, b in (("p, q", p, q), ("q, p", q, p), ("p, p", p, p)):
-        got = float(as_array(call(fn, a, b, dx)))
+        got = as_scalar(call(fn, a, b, dx), "one number, the integral over the grid")
         want = ref(a, b, dx)
         if not math.isclose(got, want, rel_tol=1e-3, abs_tol=1e-6):
             return False, f"on ({label}) your value is {got:.4g} but should be {want:.4g}.{hints(got, want, a, b, dx)}"
@@ -79,6 +79,8 @@ def check_kl_grid(fn: Any) -> tuple[bool, str]:
             return " That is KL(q || p): the first argument is the one you average over."
         if math.isclose(got, want / dx, rel_tol=1e-3):
             return " Multiply the sum by dx to turn it into an integral."
+        if math.isclose(got, -want, rel_tol=1e-3):
+            return " KL is never negative: average log(p / q), with p on top, over p."
         return ""
     ok, msg = _grid_check(fn, _kl, hints)
     return ok, msg or "KL is right, and KL(p||p) = 0. Note KL(p||q) != KL(q||p)."
@@ -90,6 +92,8 @@ def check_js_grid(fn: Any) -> tuple[bool, str]:
     def hints(got, want, a, b, dx):
         if math.isclose(got, 2 * want, rel_tol=1e-3):
             return " You are missing the factor 1/2 in front of each KL."
+        if math.isclose(got, want / math.log(2), rel_tol=1e-3):
+            return " That is JS in bits (log base 2); use the natural log, as everywhere in the course."
         if got > math.log(2) + 1e-9:
             return " JS can never exceed log 2: compare each density with the average m, not with the other."
         return ""
@@ -103,6 +107,10 @@ def check_tv_grid(fn: Any) -> tuple[bool, str]:
     def hints(got, want, a, b, dx):
         if math.isclose(got, 2 * want, rel_tol=1e-3):
             return " You are missing the factor 1/2 (TV lies in [0, 1])."
+        if abs(got) < 1e-6 < want:
+            return " Take the absolute value |p - q|: p - q alone integrates to 0."
+        if math.isclose(got, want / dx, rel_tol=1e-3):
+            return " Multiply the sum by dx to turn it into an integral."
         return ""
     ok, msg = _grid_check(fn, _tv, hints)
     return ok, msg or "TV is right: symmetric and in [0, 1]."
@@ -121,6 +129,8 @@ def check_gaussian_score(fn: Any) -> tuple[bool, str]:
                 hint = " The sign is flipped: the score points toward the mean."
             elif close(got, -(x - mu) / s):
                 hint = " Divide by the variance sigma^2, not by sigma."
+            elif close(got, -(x - mu)):
+                hint = " Divide by the variance sigma^2: a narrower Gaussian has a steeper score."
             return False, f"for mu={mu}, sigma={s}, x={fmt(x)} you gave {fmt(got)} but should give {fmt(want)}.{hint}"
     return True, "the Gaussian score is right, and it never needed the normaliser 1/sqrt(2 pi sigma^2)."
 
@@ -144,6 +154,9 @@ def check_forward_kl_fit(answer: Any, weights=(0.5, 0.5), means=(-2.0, 2.0), std
             hint = ""
             if math.isclose(got[1], var, rel_tol=1e-4):
                 hint = " You returned the variance: take its square root."
+            elif any(np.allclose(got, (mk, sk), rtol=1e-4) for mk, sk in zip(m_, s_)):
+                hint = (" That is one component: the forward-KL (MLE) fit must cover every mode, so match the "
+                        "mixture's mean and variance.")
             elif math.isclose(got[1] ** 2, float((w_ * s_ ** 2).sum()), rel_tol=1e-3):
                 hint = " The spread of the means counts too: Var = E[Var|k] + Var(E|k)."
             return False, f"for weights={w}, means={m}, stds={s} you gave {fmt(got)} but should give {fmt(want)}.{hint}"

@@ -64,17 +64,101 @@ def test_explorer_base_figure_is_reused_and_matches_the_controls():
     assert tuple(line.get_xydata()[0]) == (2.0, 4.0) and line.get_color() == "C1"
 
 
-def test_explorer_base_live_widget_redraws_on_a_control_change():
+def test_explorer_base_one_path_from_a_change_to_the_picture():
     import ipywidgets
 
     ex = Square()
     box = ex.widget()
     assert isinstance(box, ipywidgets.VBox) and list(box.children[0].children) == list(ex.controls.values())
+    image = box.children[-1]
+    assert isinstance(image, ipywidgets.Image) and image.value == ex.png()
     misses = ex.misses
     ex.controls["x"].value = -2.0                  # as a learner would: the observer recomputes and redraws
     assert ex.misses == misses + 1 and tuple(ex.fig.axes[0].lines[0].get_xydata()[0]) == (-2.0, 4.0)
-    ex.update(x=1.5)                               # update() is silent: no redraw until the next change
-    assert tuple(ex.fig.axes[0].lines[0].get_xydata()[0]) == (-2.0, 4.0)
+    shown = image.value
+    ex.update(x=1.5)                               # a cell: the same path, controls and picture move together
+    assert ex.controls["x"].value == 1.5 and tuple(ex.fig.axes[0].lines[0].get_xydata()[0]) == (1.5, 2.25)
+    assert image.value != shown and image.value == ex.png()
+    ex.set_value("colour", "C1")
+    assert ex.fig.axes[0].lines[0].get_color() == "C1"
+
+
+def test_explorer_base_initial_values_are_drawn():
+    ex = Square(x=-0.5, colour="C1")
+    ex.widget()
+    (line,) = ex.fig.axes[0].lines
+    assert tuple(line.get_xydata()[0]) == (-0.5, 0.25) and line.get_color() == "C1"
+
+
+class Picky(Square):
+    """Square with an impossible selection (x = 0) and a bug (x = 2)."""
+
+    def compute(self, x):
+        if x == 0.0:
+            raise widgets.InvalidSelection("x = 0: nothing to show, move x")
+        if x == 2.0:
+            raise ZeroDivisionError("a bug")
+        return super().compute(x)
+
+
+def test_explorer_base_impossible_selection_is_a_message_in_the_widget():
+    ex = Picky()
+    box = ex.widget()
+    before = ex.png()
+    assert ex.update(x=0.0) is None                # nothing raised
+    assert ex.message == "x = 0: nothing to show, move x"
+    texts = [t.get_text() for t in ex.fig.texts]
+    assert any("x = 0: nothing to show" in t for t in texts)
+    assert not any(ax.get_visible() for ax in ex.fig.axes)
+    assert box.children[-1].value != before and "x = 0: nothing to show" in box.children[1].value
+    ex.controls["x"].value = 0.5                   # a good selection again: the picture comes back
+    assert ex.message is None and ex.fig.texts == [] and all(ax.get_visible() for ax in ex.fig.axes)
+    assert tuple(ex.fig.axes[0].lines[0].get_xydata()[0]) == (0.5, 0.25)
+
+
+def test_explorer_base_other_errors_are_shown_in_the_widget(capsys):
+    ex = Picky()
+    box = ex.widget()
+    ex.controls["x"].value = 2.0                   # a browser change: shown, never raised or printed
+    assert ex.message == "ZeroDivisionError: a bug" and "ZeroDivisionError: a bug" in box.children[1].value
+    assert "ZeroDivisionError" in ex.last_traceback
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    with pytest.raises(ZeroDivisionError):         # a cell's call still stops the cell
+        ex.update(x=2.0)
+    assert ex.update(x=1.0) == {"x": 1.0, "y": 1.0} and ex.message is None
+
+
+def test_explorer_base_figure_keeps_its_pixel_size():
+    ex = Square()
+    ex.widget()
+    sizes = set()
+    for x in (-2.0, -1.0, 0.0, 1.0, 2.0, 0.5):
+        ex.update(x=x)
+        png = ex.png()
+        sizes.add(_png_size(png))
+    assert sizes == {ex.pixel_size} == {(270, 180)}
+
+
+def _png_size(png):
+    import struct
+
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", png[16:24])
+
+
+def test_explorer_base_display_bundle_has_the_widget_and_its_picture():
+    import base64
+
+    ex = Square()
+    bundle = ex._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget().model_id
+    png = base64.b64decode(bundle["image/png"])
+    assert _png_size(png) == ex.pixel_size
+    ex.update(x=-1.0)
+    assert base64.b64decode(ex._repr_mimebundle_()["image/png"]) != png
+    ex.update(x=1.0)
+    assert base64.b64decode(ex._repr_mimebundle_()["image/png"]) == png
 
 
 def test_package_face_names_each_explorer_by_its_file():
@@ -122,8 +206,8 @@ def test_schedule_explorer_own_schedules_data_and_image():
     assert torch.allclose(d["x_t"], sched.sigma(0.4) * ex.eps)          # zero data: pure noise
     assert torch.allclose(d["image_t"], sched.alpha(0.4) + sched.sigma(0.4) * ex.image_eps)
     assert ex.image.shape == (4, 4)
-    with pytest.raises(ValueError, match="at least one schedule"):
-        ex.update(schedules=())
+    assert ex.update(schedules=()) is None          # an impossible selection: a message, nothing raised
+    assert "No schedule chosen" in ex.message
 
 
 def test_schedule_explorer_t0_is_data_and_cache():

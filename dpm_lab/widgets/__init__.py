@@ -13,9 +13,9 @@ One file per explored object, reused across chapters:
     ex                                   # in a notebook: the controls and the live figure
     ex.update(t=0.5)["alpha_t"]["vp"]    # the numbers behind the picture
 """
-from .base import Explorer
+from .base import Explorer, InvalidSelection
 from .field import FIELD_KINDS, FieldExplorer
 from .schedule import ScheduleExplorer, digit_image
 from .trajectory import TrajectoryExplorer
 
-__all__ = ["Explorer", "ScheduleExplorer", "FieldExplorer", "TrajectoryExplorer", "digit_image", "FIELD_KINDS"]
+__all__ = ["Explorer", "InvalidSelection", "ScheduleExplorer", "FieldExplorer", "TrajectoryExplorer", "digit_image", "FIELD_KINDS"]

@@ -12,7 +12,7 @@ from ..datasets import sample_2d
 from ..images import load_digits8
 from ..schedules import Schedule, get_schedule
 from ..utils import randn
-from .base import Explorer
+from .base import Explorer, InvalidSelection
 
 __all__ = ["ScheduleExplorer", "digit_image"]
 
@@ -66,7 +66,7 @@ class ScheduleExplorer(Explorer):
     def compute(self, t: float, schedules: tuple[str, ...]) -> dict[str, Any]:
         """alpha_t, sigma_t, lambda_t and SNR of each chosen schedule, and x_t, image_t under the first."""
         if not schedules:
-            raise ValueError("choose at least one schedule")
+            raise InvalidSelection("No schedule chosen: select at least one in the list (ctrl/cmd-click for several).")
         t = float(t)
         out = {"t": t, "schedules": tuple(schedules), "alpha_t": {}, "sigma_t": {}, "snr_t": {}, "lam_t": {}}
         for name in schedules:

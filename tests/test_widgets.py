@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -253,7 +254,7 @@ def test_field_explorer_learned_row_is_exact_model():
     ex = widgets.FieldExplorer(gmm, model=gmm.model(sch), n=5, n_density=10)
     d = ex.update(t=0.5)
     assert max(d["rmse"].values()) < 1e-5          # the exact model IS the exact field
-    assert ex.controls["schedule"].disabled
+    assert ex.controls["schedule"].layout.display == "none"   # one option: hidden, not a disabled dropdown
     assert len(ex.figure().axes) == 8
 
 
@@ -307,3 +308,166 @@ def test_trajectory_explorer_package_methods():
         pytest.skip("heun not registered")
     d = ex.update(sampler="heun", nfe=20, seed=0)
     assert d["trajectory"].shape == (11, 32, 2) and d["mean_log_p"] > -3.0
+
+
+# -- the drawn data is the exact data ---------------------------------------------------------------
+
+def test_schedule_explorer_draws_the_exact_curves_and_points():
+    ex = widgets.ScheduleExplorer(n=64)
+    d = ex.update(t=0.5, schedules=("vp", "ve"), curve="alpha_sigma")
+    tc = ex.curve_times("alpha_sigma")
+    t = torch.from_numpy(tc)
+    for name, sch in (("vp", dl.VPLinear()), ("ve", dl.VEGeometric())):
+        la, ls = ex._lines[name]
+        assert la.get_visible() and ls.get_visible()
+        assert np.array_equal(la.get_xdata(), tc) and np.allclose(la.get_ydata(), sch.alpha(t).numpy(), atol=1e-14)
+        assert np.allclose(ls.get_ydata(), sch.sigma(t).numpy(), atol=1e-14)
+    assert not any(line.get_visible() for line in ex._lines["cosine"])
+    assert list(ex._tline.get_xdata()) == [0.5, 0.5]
+    dots = ex._dots.get_offsets()
+    want = [(0.5, d["alpha_t"]["vp"]), (0.5, d["sigma_t"]["vp"]), (0.5, d["alpha_t"]["ve"]), (0.5, d["sigma_t"]["ve"])]
+    assert np.allclose(dots, want, atol=1e-14)
+    vp = dl.VPLinear()
+    assert np.allclose(ex._points.get_offsets(), (vp.alpha(0.5) * ex.x0 + vp.sigma(0.5) * ex.eps).numpy(), atol=1e-14)
+    assert np.allclose(ex._im.get_array(), (vp.alpha(0.5) * ex.image + vp.sigma(0.5) * ex.image_eps).numpy())
+    ex.update(curve="snr", schedules=("cosine",))
+    ts = torch.from_numpy(ex.curve_times("snr"))
+    la, ls = ex._lines["cosine"]
+    assert la.get_visible() and not ls.get_visible() and ex.fig.axes[0].get_yscale() == "log"
+    assert np.allclose(la.get_ydata(), torch.exp(2 * dl.Cosine().lam(ts)).numpy(), rtol=1e-12)
+    ex.update(curve="lam")
+    assert np.allclose(la.get_ydata(), dl.Cosine().lam(ts).numpy(), atol=1e-12)
+    assert ex._dots.get_offsets().tolist() == [[0.5, pytest.approx(float(dl.Cosine().lam(0.5)), abs=1e-12)]]
+
+
+def test_schedule_explorer_no_schedule_is_a_message():
+    ex = widgets.ScheduleExplorer(n=16)
+    ex.widget()
+    assert ex.update(schedules=()) is None and "No schedule chosen" in ex.message
+    assert any("No schedule chosen" in t.get_text() for t in ex.fig.texts)
+    ex.controls["schedules"].value = ("flow",)     # choosing one brings the picture back
+    assert ex.message is None and ex._lines["flow"][0].get_visible()
+
+
+def test_field_explorer_draws_the_exact_fields():
+    gmm = dl.datasets.eight_gaussians_mixture()
+    ex = widgets.FieldExplorer(gmm, n=7, n_density=20)
+    d = ex.update(t=0.4, schedule="cosine", normalize=False)
+    sch = dl.Cosine()
+    for kind in widgets.FIELD_KINDS:
+        q = ex.quivers["exact"][kind]
+        f = gmm.predict(d["points"], 0.4, sch, kind).numpy()
+        assert np.allclose(q.U.ravel(), f[:, 0]) and np.allclose(q.V.ravel(), f[:, 1])
+    lp = gmm.log_prob_t(dl.viz.grid_points(3.0, 20)[2], 0.4, sch).reshape(20, 20).numpy()
+    assert np.allclose(ex.images[0].get_array(), np.exp(lp - lp.max()))
+    ex.update(normalize=True)                       # drawing only: unit arrows, same directions
+    q = ex.quivers["exact"]["score"]
+    f = gmm.score(d["points"], 0.4, sch).numpy()
+    norm = np.linalg.norm(f, axis=1, keepdims=True)
+    ok = norm[:, 0] > 1e-6                          # the centre of symmetry has no direction
+    assert ok.sum() >= 40
+    assert np.allclose(np.stack([q.U.ravel(), q.V.ravel()], 1)[ok], (f / norm)[ok], atol=1e-9)
+
+
+def test_field_explorer_learned_row_draws_the_models_fields():
+    gmm = dl.datasets.eight_gaussians_mixture()
+    sch = dl.VPLinear()
+    model = gmm.model(sch)
+    ex = widgets.FieldExplorer(gmm, model=model, n=5, n_density=10)
+    d = ex.update(t=0.3, normalize=False)
+    q = ex.quivers["learned"]["eps"]
+    f = model.predict(d["points"].float(), 0.3, "eps").double().numpy()
+    assert np.allclose(q.U.ravel(), f[:, 0]) and np.allclose(q.V.ravel(), f[:, 1])
+    assert "rmse" in ex._notes["learned"]["eps"].get_text()
+
+
+def test_trajectory_explorer_ranges_follow_the_sampler_and_nfe():
+    ex = widgets.TrajectoryExplorer(n_samples=16, nfe=10)
+    c = ex.controls
+    assert c["step"].max == 10 and c["step"].value == 10      # a scrubber at the end: the last step
+    ex.update(nfe=20)
+    assert c["step"].max == 20 and c["step"].value == 20      # ... stays at the end
+    ex.update(step=5)
+    ex.update(nfe=30)
+    assert c["step"].max == 30 and c["step"].value == 5        # a scrubbed step stays
+    ex.update(step=25)
+    ex.update(nfe=12)
+    assert c["step"].value == 12                               # ... unless past the new end
+    ex.update(sampler="heun")                                  # two evaluations per step
+    assert (c["nfe"].min, c["nfe"].step, c["nfe"].value) == (2, 2, 12) and c["step"].max == 6
+    assert c["eta"].disabled
+    d = ex.update(nfe=9)
+    assert c["nfe"].value == 8 and d["trajectory"].shape[0] == 5 and d["nfe_used"] == 8   # at most 9
+    ex.update(sampler="ddim")
+    assert not c["eta"].disabled and (c["nfe"].min, c["nfe"].step) == (1, 1)
+    misses = ex.misses
+    ex.update(sampler="euler", eta=0.5)                        # eta is ddim's: euler's run is shared
+    ex.update(eta=0.0)
+    assert ex.misses == misses + 1
+
+
+def test_trajectory_explorer_draws_the_run():
+    gmm = dl.datasets.eight_gaussians_mixture()
+    sch = dl.VPLinear()
+    ex = widgets.TrajectoryExplorer(gmm, schedule=sch, n_samples=32, n_show=8)
+    d = ex.update(sampler="ddim", nfe=6, seed=2, step=3)
+    traj = d["trajectory"].numpy()
+    segs = ex._paths.get_segments()
+    assert len(segs) == 8 and all(np.allclose(segs[i], traj[:4, i]) for i in range(8))
+    assert np.allclose(ex._start.get_offsets(), traj[0, :8]) and np.allclose(ex._now.get_offsets(), traj[3, :8])
+    assert np.allclose(ex._points.get_offsets(), traj[3])
+    t = float(d["times"][3])
+    lp = gmm.log_prob_t(dl.viz.grid_points(3.5, ex.N_DENSITY)[2], t, sch).numpy()
+    assert np.allclose(ex._im.get_array(), np.exp(lp - lp.max()).reshape(ex.N_DENSITY, ex.N_DENSITY))
+    assert "step 3/6" in ex._title1.get_text() and f"t = {t:.3f}" in ex._title1.get_text()
+    ex.update(step=0)
+    assert ex._paths.get_segments() == [] and np.allclose(ex._now.get_offsets(), traj[0, :8])
+
+
+# -- the picture: size, display bundle, every control matters -------------------------------------
+
+def _explorers():
+    gmm = dl.datasets.eight_gaussians_mixture()
+    return {"schedule": widgets.ScheduleExplorer(n=64),
+            "field": widgets.FieldExplorer(gmm, n=7, n_density=20),
+            "field+model": widgets.FieldExplorer(gmm, model=gmm.model(dl.VPLinear()), n=5, n_density=10),
+            "trajectory": widgets.TrajectoryExplorer(gmm, n_samples=32)}
+
+
+SWEEPS = {"schedule": [("t", [0.0, 0.4, 1.0]), ("curve", ["snr", "lam", "alpha_sigma"]),
+                       ("schedules", [("ve",), ("vp", "edm"), ("trig", "flow", "cosine")])],
+          "field": [("t", [0.02, 0.5, 1.0]), ("schedule", ["cosine", "flow", "ve", "edm", "vp"]),
+                    ("normalize", [False, True])],
+          "field+model": [("t", [0.02, 0.5, 1.0]), ("normalize", [False, True])],
+          "trajectory": [("sampler", ["ddpm", "euler", "heun", "dpm_solver_2", "dpmpp_2m", "ddim"]),
+                         ("nfe", [1, 2, 50, 100]), ("eta", [0.5, 1.0]), ("seed", [1, 2]), ("step", [0, 1, 50])]}
+
+
+def test_every_control_changes_the_picture_and_the_size_stays():
+    for name, ex in _explorers().items():
+        ex.widget()
+        size = _png_size(ex.png())
+        assert size == ex.pixel_size, name
+        for control, sweep in SWEEPS[name]:
+            before = ex.png()
+            for v in sweep:
+                ex.controls[control].value = v                   # as in the browser
+                assert ex.message is None, (name, control, v, ex.message)
+                now = ex.png()
+                assert now != before, f"{name}: {control} = {v!r} left the picture unchanged"
+                assert _png_size(now) == size and ex.widget().children[-1].value == now
+                before = now
+
+
+def test_display_bundle_of_each_explorer_changes_with_a_control():
+    import base64
+
+    moves = {"schedule": {"t": 0.8}, "field": {"t": 0.8}, "field+model": {"normalize": False},
+             "trajectory": {"step": 2}}
+    for name, ex in _explorers().items():
+        b1 = ex._repr_mimebundle_()
+        assert {"application/vnd.jupyter.widget-view+json", "image/png", "text/plain"} <= set(b1)
+        ex.update(**moves[name])
+        b2 = ex._repr_mimebundle_()
+        assert b2["image/png"] != b1["image/png"], name
+        assert _png_size(base64.b64decode(b2["image/png"])) == ex.pixel_size

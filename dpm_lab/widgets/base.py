@@ -92,6 +92,7 @@ class Explorer:
             `draw` updates them in place (False).
         relayout: recompute the layout (tight_layout) at every draw; False (default) lays the
             figure out once, after the first successful draw, so axes never move.
+        margins: a fixed layout, `fig.subplots_adjust(**margins)`, set once instead of tight_layout.
         message: None, or the message shown instead of a picture (an impossible selection or an error).
     """
 
@@ -102,6 +103,8 @@ class Explorer:
     axes_grid: tuple[int, int] = (1, 3)
     clear_axes = True
     relayout = False
+    margins: dict[str, float] | None = None   # fixed subplots_adjust(**margins) instead of tight_layout
+    backgrounds_kept = 8              # static backgrounds cached (one per static_key and axes limits)
     png_compress_level = 1            # zlib level of the live PNG (1: fast; the bytes stay local)
 
     def __init__(self, **initial: Any) -> None:
@@ -122,6 +125,8 @@ class Explorer:
         self._laid_out = False
         self._silent = 0
         self._view = None
+        self._animated: list = []
+        self._backgrounds: OrderedDict = OrderedDict()
         self._image = None
         self._status = None
         with self._hold():
@@ -145,8 +150,22 @@ class Explorer:
     def sync_controls(self, values: dict[str, Any]) -> None:
         """Adjust controls that follow others (ranges, enabled state) before compute; silent."""
 
+    def static_key(self, data: Any, values: dict[str, Any]) -> Any:
+        """With animated artists: what the static background (everything not animated) depends on
+        besides the axes' limits and scales; the background is re-rendered when it changes."""
+        return None
+
     def _make_figure(self) -> Figure:
         return self.new_figure(*self.axes_grid)
+
+    def animated(self, *artists: Any) -> Any:
+        """Mark artists that change on every update (points, an image, a time line, a title):
+        the picture is then the cached static background plus these artists (blitting), which
+        keeps an update fast.  Returns the (first) artist."""
+        for a in artists:
+            if a not in self._animated:
+                self._animated.append(a)
+        return artists[0] if artists else None
 
     def new_figure(self, rows: int = 1, cols: int = 1, **subplots_kw: Any) -> Figure:
         """A figure of figsize at dpi with a rows x cols grid of axes, outside pyplot (never
@@ -204,6 +223,7 @@ class Explorer:
         """Forget computed data and rendered pictures (after changing what compute reads)."""
         self._cache.clear()
         self._pictures.clear()
+        self._backgrounds.clear()
         self._drawn_key = None
 
     # -- the one path from a change to the picture ---------------------------------------------
@@ -269,7 +289,10 @@ class Explorer:
                 ax.cla()
         self.draw(data, self.values)
         if self.relayout or not self._laid_out:
-            fig.tight_layout()
+            if self.margins is not None:
+                fig.subplots_adjust(**self.margins)
+            else:
+                fig.tight_layout()
             self._laid_out = True
         self._data = data
         self._drawn_key = self._values_key()
@@ -326,7 +349,7 @@ class Explorer:
             self._pictures.move_to_end(key)
             return self._pictures[key]
         fig = self.fig
-        fig.canvas.draw()
+        self._render()
         w, h = fig.canvas.get_width_height(physical=True)
         from PIL import Image
 
@@ -338,6 +361,45 @@ class Explorer:
         while len(self._pictures) > self.cache_size:
             self._pictures.popitem(last=False)
         return png
+
+    def _render(self) -> None:
+        """Render the figure into its Agg canvas: the cached background plus the animated artists,
+        or everything when the background is out of date (or nothing is animated)."""
+        fig, canvas = self.fig, self.fig.canvas
+        live = [a for a in self._animated if a.figure is fig and (a.axes is None or a.axes in fig.axes)]
+        self._animated = live
+        if not live or self.message is not None:
+            canvas.draw()
+            return
+        key = (self.static_key(self._data, self.values),
+               tuple((ax.get_position().bounds, ax.get_xlim(), ax.get_ylim(), ax.get_xscale(), ax.get_yscale(),
+                      ax.get_visible()) for ax in fig.axes))
+        for a in live:
+            a.set_animated(True)
+        try:
+            if key in self._backgrounds:          # a background seen before (an earlier selection)
+                self._backgrounds.move_to_end(key)
+                canvas.restore_region(self._backgrounds[key])
+            else:
+                canvas.draw()                      # animated artists are left out of the background
+                self._backgrounds[key] = canvas.copy_from_bbox(fig.bbox)
+                while len(self._backgrounds) > self.backgrounds_kept:
+                    self._backgrounds.popitem(last=False)
+            renderer = canvas.get_renderer()
+            drawn_in: list = []
+            for a in sorted(live, key=lambda a: (fig.axes.index(a.axes) if a.axes in fig.axes else -1,
+                                                  a.get_zorder())):
+                if a.get_visible() and (a.axes is None or a.axes.get_visible()):
+                    a.draw(renderer)
+                    if a.axes is not None and a.axes not in drawn_in:
+                        drawn_in.append(a.axes)
+            for ax in drawn_in:                    # the frame on top of what was drawn over it
+                for sp in ax.spines.values():
+                    if sp.get_visible():
+                        sp.draw(renderer)
+        finally:
+            for a in live:                         # outside a render the figure is an ordinary one
+                a.set_animated(False)
 
     @property
     def pixel_size(self) -> tuple[int, int]:

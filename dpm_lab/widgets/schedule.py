@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.lines import Line2D
 
 from .. import viz
 from ..datasets import sample_2d
@@ -15,6 +16,11 @@ from ..utils import randn
 from .base import Explorer, InvalidSelection
 
 __all__ = ["ScheduleExplorer", "digit_image"]
+
+CURVES = {"alpha_sigma": r"$\alpha_t$ (solid), $\sigma_t$ (dashed)",
+          "snr": r"SNR $=\alpha_t^2/\sigma_t^2$",
+          "lam": r"$\lambda_t=\log(\alpha_t/\sigma_t)$"}
+ZOOMS = (3.5, 7.0, 15.0, 30.0, 60.0, 120.0)      # half-widths of the x_t panel (steps, so the frame rarely moves)
 
 
 def digit_image(index: int = 0) -> torch.Tensor:
@@ -27,19 +33,25 @@ class ScheduleExplorer(Explorer):
     """alpha_t, sigma_t, SNR and lambda_t for chosen schedules, and forward noising of a 2D set
     and of a digit at the slider's t (§2.2.1, §4.4).
 
-    Controls: t (FloatSlider), schedules (SelectMultiple; the first one noises the data),
+    Controls: t (FloatSlider), schedules (SelectMultiple; the first one chosen noises the data),
     curve ('alpha_sigma', 'snr' or 'lam').  Pass `schedules={label: Schedule}` to compare your own
     (e.g. a DiscreteSchedule); `data` (B, 2) and `image` (H, W) replace the defaults.  The same eps
-    is reused at every t, so each point moves continuously as t changes.
+    is reused at every t, so each point moves continuously as t changes.  Choosing no schedule
+    shows a message instead of the picture.
 
         ex = dl.widgets.ScheduleExplorer()
         ex                                   # in a notebook: the controls and the live figure
         ex.update(t=0.5)["alpha_t"]["vp"]    # the numbers behind the picture
+
+    The drawn curves are `ex.curves[name][curve]` (t, y) on `ex.curve_times(curve)`.
     """
 
     compute_keys = ("t", "schedules")
-    figsize = (10.0, 3.0)
+    figsize = (11.0, 3.4)
+    clear_axes = False
+    margins = {"left": 0.065, "right": 0.985, "bottom": 0.16, "top": 0.87, "wspace": 0.32}
     NAMES = ("vp", "cosine", "flow", "ve", "edm", "trig")
+    N_CURVE = 201
 
     def __init__(self, data: torch.Tensor | None = None, image: torch.Tensor | None = None, *,
                  schedules: dict[str, Schedule] | None = None, seed: int = 0, n: int = 500, **initial: Any) -> None:
@@ -51,6 +63,9 @@ class ScheduleExplorer(Explorer):
         self.image = digit_image(0) if image is None else torch.as_tensor(image, dtype=torch.float64).squeeze()
         self.image_eps = randn(self.image.shape, generator=g, dtype=torch.float64, device=self.image.device)
         self._schedules = dict(schedules) if schedules else {name: get_schedule(name) for name in self.NAMES}
+        self.curves = {name: self._curves(sch) for name, sch in self._schedules.items()}
+        self._x0_np, self._eps_np = viz.to_numpy(self.x0), viz.to_numpy(self.eps)
+        self._x0_max = float(np.abs(self._x0_np).max()) if self._x0_np.size else 0.0
         super().__init__(**initial)
 
     def _make_controls(self) -> dict[str, Any]:
@@ -59,14 +74,30 @@ class ScheduleExplorer(Explorer):
         return {"t": W.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.01, description="t",
                                    continuous_update=False),
                 "schedules": W.SelectMultiple(options=names, value=tuple(names[:3]),
-                                              description="schedules", rows=4),
-                "curve": W.Dropdown(options=["alpha_sigma", "snr", "lam"], value="alpha_sigma",
-                                    description="curves")}
+                                              description="schedules", rows=min(len(names), 6)),
+                "curve": W.Dropdown(options=[("alpha_t, sigma_t", "alpha_sigma"), ("SNR", "snr"),
+                                             ("lambda_t", "lam")], value="alpha_sigma", description="curves")}
+
+    @staticmethod
+    def curve_times(curve: str) -> np.ndarray:
+        """The times the `curve` is drawn at: [0, 1] for alpha/sigma, [0.005, 0.995] for SNR and
+        lambda (which are infinite at an end for most schedules)."""
+        lo, hi = (0.0, 1.0) if curve == "alpha_sigma" else (0.005, 0.995)
+        return np.linspace(lo, hi, ScheduleExplorer.N_CURVE)
+
+    def _curves(self, sch: Schedule) -> dict[str, Any]:
+        t = torch.from_numpy(self.curve_times("alpha_sigma"))
+        tt = torch.from_numpy(self.curve_times("snr"))
+        with np.errstate(divide="ignore"):
+            lam = viz.to_numpy(sch.lam(tt))
+        return {"alpha": viz.to_numpy(sch.alpha(t)), "sigma": viz.to_numpy(sch.sigma(t)),
+                "snr": np.exp(2 * lam), "lam": lam}
 
     def compute(self, t: float, schedules: tuple[str, ...]) -> dict[str, Any]:
         """alpha_t, sigma_t, lambda_t and SNR of each chosen schedule, and x_t, image_t under the first."""
         if not schedules:
-            raise InvalidSelection("No schedule chosen: select at least one in the list (ctrl/cmd-click for several).")
+            raise InvalidSelection("No schedule chosen: select at least one in the list "
+                                   "(ctrl/cmd-click or shift-click to choose several).")
         t = float(t)
         out = {"t": t, "schedules": tuple(schedules), "alpha_t": {}, "sigma_t": {}, "snr_t": {}, "lam_t": {}}
         for name in schedules:
@@ -82,16 +113,102 @@ class ScheduleExplorer(Explorer):
         out["image_t"] = a * self.image + s * self.image_eps
         return out
 
+    # -- drawing: artists made once, updated in place ---------------------------------------------
+    def _setup(self) -> None:
+        ax0, ax1, ax2 = self.fig.axes[:3]
+        self._lines = {}
+        for k, name in enumerate(self._schedules):
+            c = f"C{k % 10}"
+            self._lines[name] = (ax0.plot([], [], color=c, lw=1.6)[0], ax0.plot([], [], "--", color=c, lw=1.4)[0])
+        self._tline = self.animated(ax0.axvline(0.0, color="k", lw=0.8))
+        self._dots = self.animated(ax0.scatter([], [], s=22, zorder=5, edgecolors="k", linewidths=0.5))
+        ax0.set_xlabel("t  (0 = data, 1 = noise)")
+        ax0.set_xlim(0.0, 1.0)
+        ax1.scatter(self._x0_np[:, 0], self._x0_np[:, 1], s=1.5, color="0.8", label="$x_0$")
+        self._points = self.animated(ax1.scatter([], [], s=2.5, color="C0"))
+        ax1.set_aspect("equal", adjustable="box")
+        ax1.set_xlabel("$x_1$", labelpad=1)
+        ax1.set_ylabel("$x_2$", labelpad=1)
+        self._title1 = self.animated(ax1.set_title(" ", fontsize=10))
+        self._im = self.animated(ax2.imshow(viz.to_numpy(self.image), cmap="gray", vmin=-2, vmax=2))
+        ax2.axis("off")
+        self._title2 = self.animated(ax2.set_title(" ", fontsize=10))
+        self._legend_key = None
+
+    def static_key(self, data: Any, values: dict[str, Any]) -> Any:
+        return self._legend_key
+
     def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
-        ax1, ax2, ax3 = self.fig.axes[:3]
-        viz.schedule_curves({k: self._schedules[k] for k in data["schedules"]}, which=values["curve"], ax=ax1,
-                            t_range=(0.0, 1.0) if values["curve"] == "alpha_sigma" else (0.005, 0.995))
-        ax1.axvline(data["t"], color="k", lw=0.8)
-        ax1.legend(fontsize=6)
-        name = data["schedules"][0]
-        lim = max(3.5, 1.2 * float(self.x0.abs().max()) * max(1.0, data["alpha_t"][name]) + 2 * data["sigma_t"][name])
-        viz.scatter(data["x_t"], ax=ax2, s=2, lim=min(lim, 60.0),
-                    title=f"{name}: a={data['alpha_t'][name]:.2f}, s={data['sigma_t'][name]:.2f}")
-        ax3.imshow(viz.to_numpy(data["image_t"]), cmap="gray", vmin=-2, vmax=2)
-        ax3.set_title(f"digit at t = {data['t']:.2f}", fontsize=10)
-        ax3.axis("off")
+        if not hasattr(self, "_lines"):
+            self._setup()
+        ax0, ax1, _ = self.fig.axes[:3]
+        curve, chosen, t = values["curve"], data["schedules"], data["t"]
+        tc = self.curve_times(curve)
+        ys, ymax = [], 0.0
+        for name, (la, ls) in self._lines.items():
+            on = name in chosen
+            c = self.curves[name]
+            la.set_visible(on)
+            ls.set_visible(on and curve == "alpha_sigma")
+            if curve == "alpha_sigma":
+                la.set_data(tc, c["alpha"])
+                ls.set_data(tc, c["sigma"])
+            else:
+                la.set_data(tc, c[curve])
+            if on:
+                ys += [c["alpha"], c["sigma"]] if curve == "alpha_sigma" else [c[curve]]
+        finite = np.concatenate([y[np.isfinite(y)] for y in ys])
+        if curve == "alpha_sigma":
+            ymax = float(finite.max())
+            if ymax > 1.5:                       # VE / EDM: sigma_t far above 1, keep [0, 1] readable
+                ax0.set_yscale("symlog", linthresh=1.0, linscale=1.5)
+                ax0.set_ylim(0.0, ymax * 1.3)
+            else:
+                ax0.set_yscale("linear")
+                ax0.set_ylim(-0.03, 1.05 * max(ymax, 1.0))
+        elif curve == "snr":
+            ax0.set_yscale("log")
+            ax0.set_ylim(finite.min() / 3, finite.max() * 3)
+        else:
+            ax0.set_yscale("linear")
+            pad = 0.05 * (finite.max() - finite.min() + 1e-9)
+            ax0.set_ylim(finite.min() - pad, finite.max() + pad)
+        ax0.set_ylabel(CURVES[curve] if curve != "alpha_sigma" else "coefficient")
+        legend_key = (curve, chosen)
+        if legend_key != self._legend_key:
+            handles = [Line2D([], [], color=self._lines[n][0].get_color(), lw=2, label=n) for n in chosen]
+            if curve == "alpha_sigma":
+                handles += [Line2D([], [], color="0.3", lw=1.5, label=r"$\alpha_t$"),
+                            Line2D([], [], color="0.3", lw=1.5, ls="--", label=r"$\sigma_t$")]
+            ax0.legend(handles=handles, fontsize=8, loc="best" if curve != "alpha_sigma" else "center right",
+                       framealpha=0.85, handlelength=1.6)
+            ax0.set_title({"alpha_sigma": r"signal $\alpha_t$ and noise $\sigma_t$", "snr": "signal-to-noise ratio",
+                           "lam": r"half log-SNR $\lambda_t$"}[curve], fontsize=10)
+            self._legend_key = legend_key
+        # the values at t: the vertical line and a dot on each drawn curve
+        self._tline.set_xdata([t, t])
+        offs, cols = [], []
+        for name in chosen:
+            color = self._lines[name][0].get_color()
+            if curve == "alpha_sigma":
+                pts = [data["alpha_t"][name], data["sigma_t"][name]]
+            else:
+                pts = [data["snr_t"][name] if curve == "snr" else data["lam_t"][name]]
+            inside = tc[0] <= t <= tc[-1]
+            for y in pts:
+                if inside and np.isfinite(y):
+                    offs.append((t, y))
+                    cols.append(color)
+        self._dots.set_offsets(np.array(offs).reshape(-1, 2))
+        self._dots.set_facecolors(cols if cols else "none")
+        # forward noising under the first chosen schedule
+        name = chosen[0]
+        a, s = data["alpha_t"][name], data["sigma_t"][name]
+        need = self._x0_max * max(1.0, abs(a)) + 2.5 * s
+        lim = next((z for z in ZOOMS if z >= need), ZOOMS[-1])
+        ax1.set_xlim(-lim, lim)
+        ax1.set_ylim(-lim, lim)
+        self._points.set_offsets(viz.to_numpy(data["x_t"]))
+        self._title1.set_text(f"xₜ under {name}: αₜ = {a:.3f}, σₜ = {s:.3f}")
+        self._im.set_data(viz.to_numpy(data["image_t"]))
+        self._title2.set_text(f"digit xₜ at t = {t:.2f} ({name})")

@@ -8,24 +8,29 @@ below shares the marginals p_t (§6.4, Eq. general-reverse-sde):
 
 gamma = 0 is the PF-ODE dx/dt = v* = f x - g^2/2 s*, and gamma = g is Anderson's reverse SDE
 with drift f x - g^2 s* (§4.1.3).  Time convention: t = 0 data, t = 1 noise; a step goes from
-the noisier time s to the cleaner time t < s.  Every stochastic function takes `generator=`.
+the noisier time s to the cleaner time t < s.  Every stochastic function takes `generator=` and
+draws through utils.randn_like (on the generator's device).
+
+The samplers here are steps of the `steps` contract and Solver objects for the driver
+(`samplers.sample`): gamma_sde, euler_maruyama, annealed_langevin (DYNAMICS_SOLVERS), and
+`predictor_corrector(predictor)`, which wraps any Solver with Langevin corrector steps.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import torch
 
-from .fast_solvers import new_state, x0_eps
+from .param import convert
+from .steps import Solver, as_solver, begin, check_times, coeffs, need, new_state, noise, x0_eps
 from .utils import as_time, check_x
 
-__all__ = ["forward_sde", "reverse_drift", "pf_ode_velocity", "gamma_drift", "gamma_sde_step",
-           "langevin", "annealed_langevin", "predictor_corrector"]
-
-
-def _randn(x: torch.Tensor, generator) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+__all__ = ["DYNAMICS_SOLVERS", "forward_sde", "reverse_drift", "pf_ode_velocity", "pf_ode_solve", "gamma_drift", "gamma_sde_step",
+           "euler_maruyama_step", "langevin", "annealed_langevin", "annealed_langevin_step",
+           "predictor_corrector_step", "predictor_corrector"]
 
 
 def _times(times, name="times", descending=False) -> list[float]:
@@ -53,29 +58,51 @@ def forward_sde(x0: torch.Tensor, times, schedule, *, generator: torch.Generator
     for a, b in zip(ts[:-1], ts[1:]):
         dt = b - a
         f, g2 = float(schedule.f(a)), float(schedule.g2(a))
-        x = x + f * x * dt + math.sqrt(max(g2, 0.0) * dt) * _randn(x, generator)
+        x = x + f * x * dt + math.sqrt(max(g2, 0.0) * dt) * noise(x, generator)
         path.append(x)
     return torch.stack(path)
 
 
 def _v_and_score(model, x, t, state=None):
     """One model call -> (velocity, score) at (x, t): v = alpha' x0 + sigma' eps, s = -eps/sigma (§6.3.1)."""
-    tt = torch.tensor(float(t), dtype=torch.float64)
+    c = coeffs(model.schedule, t)
+    need(c.sigma > 0, "sigma_t > 0 (the score -eps/sigma_t)", "the reverse SDE")
     x0, eps = x0_eps(model, x, t, state)
-    sch = model.schedule
-    v = float(sch.d_alpha(tt)) * x0 + float(sch.d_sigma(tt)) * eps
-    return v, -eps / float(sch.sigma(tt))
+    return c.d_alpha * x0 + c.d_sigma * eps, -eps / c.sigma
 
 
 def reverse_drift(model, x: torch.Tensor, t: float) -> torch.Tensor:
-    """Drift of Anderson's reverse SDE, f(t) x - g^2(t) s*(x, t) (dt < 0 direction; §4.1.3)."""
+    """Drift of Anderson's reverse SDE, f(t) x - g^2(t) s*(x, t) (dt < 0 direction; §4.1.3), (B, *D)."""
     score = model.predict(x, float(t), "score")
     return float(model.schedule.f(t)) * x - float(model.schedule.g2(t)) * score
 
 
 def pf_ode_velocity(model, x: torch.Tensor, t: float) -> torch.Tensor:
-    """PF-ODE drift dx/dt = v*(x, t) = f x - g^2/2 s* (§4.1.4)."""
+    """PF-ODE drift dx/dt = v*(x, t) = f x - g^2/2 s* (§4.1.4), (B, *D)."""
     return model.predict(x, float(t), "velocity")
+
+
+def pf_ode_solve(model, x: torch.Tensor, s: float, t: float, *, rtol: float = 1e-10,
+                 atol: float = 1e-10) -> torch.Tensor:
+    """Integrate the PF-ODE dx/dt = v*(x, t) from s to t with scipy's DOP853 (order 8, adaptive), (B, *D).
+
+    Either direction: t < s decodes (samples), t > s encodes (§4.1.4).  The model sees x's dtype and
+    device; scipy works in float64 on the CPU.
+    """
+    from scipy.integrate import solve_ivp
+
+    check_x(x)
+    s, t = (float(as_time(v, name=n)) for v, n in ((s, "s"), (t, "t")))
+    shape = x.shape
+
+    def rhs(tau, y):
+        xt = torch.from_numpy(y).reshape(shape).to(device=x.device, dtype=x.dtype)
+        return model.predict(xt, float(tau), "velocity").detach().double().cpu().numpy().ravel()
+
+    sol = solve_ivp(rhs, (s, t), x.detach().double().cpu().numpy().ravel(), method="DOP853", rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"PF-ODE solve failed: {sol.message}")
+    return torch.from_numpy(sol.y[:, -1].copy()).reshape(shape).to(device=x.device, dtype=x.dtype)
 
 
 def _gamma_value(gamma, schedule, t: float) -> float:
@@ -89,28 +116,39 @@ def _gamma_value(gamma, schedule, t: float) -> float:
     return value
 
 
-def gamma_drift(model, x: torch.Tensor, t: float, gamma=0.0) -> torch.Tensor:
-    """Drift of the gamma-family reverse SDE, v* - gamma(t)^2/2 s* (§6.4, Eq. general-reverse-sde)."""
+def gamma_drift(model, x: torch.Tensor, t: float, gamma: float | str | Callable = 0.0) -> torch.Tensor:
+    """Drift of the gamma-family reverse SDE, v* - gamma(t)^2/2 s* (§6.4, Eq. general-reverse-sde), (B, *D)."""
     v, score = _v_and_score(model, x, t)
     return v - 0.5 * _gamma_value(gamma, model.schedule, t) ** 2 * score
 
 
-def gamma_sde_step(model, x, s, t, *, state=None, generator=None, gamma="g"):
+def gamma_sde_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                   generator: torch.Generator | None = None, gamma: float | str | Callable = "g"
+                   ) -> tuple[torch.Tensor, dict]:
     """One Euler-Maruyama step of the gamma-family reverse SDE from s down to t < s (§6.4, §4.2).
 
     x_t = x_s - (s - t) [v*(x_s, s) - gamma(s)^2/2 s*(x_s, s)] + gamma(s) sqrt(s - t) z.
     Args:
-        gamma: a float >= 0, a callable t -> gamma(t), or 'g' for Anderson's SDE (gamma = g(t)).
+        x: (B, *D) at time s.  gamma: a float >= 0, a callable t -> gamma(t), or 'g' for Anderson's
+            SDE (gamma = g(t)).  gamma = 0 is Euler on the PF-ODE.
     """
-    state = new_state(state)
+    cs, _, state = begin(model, s, t, state, "gamma_sde")
+    s, t, gam = cs.t, float(t), _gamma_value(gamma, model.schedule, cs.t)
     v, score = _v_and_score(model, x, s, state)
-    gam, dt = _gamma_value(gamma, model.schedule, s), s - t
-    x_t = x - dt * (v - 0.5 * gam ** 2 * score)
+    dt = s - t
+    x_t = x - dt * (v - 0.5 * gam ** 2 * score)              # drift of Eq. general-reverse-sde
     if gam > 0:
-        x_t = x_t + gam * math.sqrt(dt) * _randn(x, generator)
+        x_t = x_t + gam * math.sqrt(dt) * noise(x, generator)
     return x_t, state
 
 
+def euler_maruyama_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    """Euler-Maruyama on Anderson's reverse SDE: x_t = x_s - [f x - g^2 s*](s - t) + g sqrt(s - t) z (§4.2)."""
+    return gamma_sde_step(model, x, s, t, state=state, generator=generator, gamma="g")
+
+
+# -- Langevin -------------------------------------------------------------------------------------------
 def langevin(score_fn: Callable, x: torch.Tensor, n_steps: int, step_size: float, *,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Unadjusted Langevin dynamics x <- x + eta s(x) + sqrt(2 eta) z (§3.1.4).
@@ -120,11 +158,46 @@ def langevin(score_fn: Callable, x: torch.Tensor, n_steps: int, step_size: float
         score_fn: x (B, *D) -> score (B, *D).  x: (B, *D) starting points.
     """
     check_x(x)
-    if n_steps < 1 or not step_size > 0:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1 or not step_size > 0:
         raise ValueError(f"need n_steps >= 1 and step_size > 0, got {n_steps}, {step_size}")
     for _ in range(n_steps):
-        x = x + step_size * score_fn(x) + math.sqrt(2 * step_size) * _randn(x, generator)
+        x = x + step_size * score_fn(x) + math.sqrt(2 * step_size) * noise(x, generator)
     return x
+
+
+def _langevin_level(model, x, t: float, n_steps: int, eta: float, generator, state) -> torch.Tensor:
+    """n_steps Langevin steps on p_t; records Tweedie's x0 = (x + sigma^2 s)/alpha of the last score in state."""
+    score = None
+
+    def score_fn(y):
+        nonlocal score
+        score = model.predict(y, t, "score")
+        return score
+
+    out = langevin(score_fn, x, n_steps, eta, generator=generator)
+    if state is not None:
+        state["x0"] = (convert(model.schedule, out, t, score, "score", "x0")
+                       if coeffs(model.schedule, t).alpha > 0 else None)
+    return out
+
+
+def annealed_langevin_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                           generator: torch.Generator | None = None, n_steps: int = 20,
+                           step_ratio: float = 0.1) -> tuple[torch.Tensor, dict]:
+    """One level of annealed Langevin (NCSN, §3.4.3): n_steps Langevin steps on p_t at the new level t < s.
+
+    x <- x + eta s*(x, t) + sqrt(2 eta) z,  eta = step_ratio sigma_t^2 (NCSN's eta_l = delta sigma_l^2 /
+    sigma_1^2 with delta = step_ratio sigma_1^2, so no step needs the smallest level).  As a driver
+    run on a grid t_0 > t_1 > ... > t_n, levels t_1..t_n are visited; x_T should already be a draw of
+    p_{t_0} (the prior).  NFE per step: n_steps.
+    Args:
+        x: (B, *D) at level s.  n_steps: Langevin steps per level.  step_ratio: eta / sigma_t^2 (0.05-0.2).
+    """
+    _, ct, state = begin(model, s, t, state, "annealed_langevin")
+    need(ct.sigma > 0, "sigma_t > 0 at every level", "annealed_langevin")
+    if not step_ratio > 0:
+        raise ValueError(f"annealed_langevin: step_ratio must be > 0, got {step_ratio}")
+    return _langevin_level(model, x, ct.t, n_steps, step_ratio * ct.sigma ** 2, generator, state), state
 
 
 def annealed_langevin(model, x: torch.Tensor, times, *, n_steps: int = 20, delta: float = 2e-5,
@@ -134,39 +207,71 @@ def annealed_langevin(model, x: torch.Tensor, times, *, n_steps: int = 20, delta
     For levels t_L > ... > t_1 (noise sigma_l = sigma(t_l)), run n_steps Langevin steps on p_{t_l}
     with eta_l = delta sigma_l^2 / sigma_1^2 (sigma_1 = the smallest level), so eta_1 = delta:
     pick delta around 0.1-0.2 sigma_1^2 (the default 2e-5 is NCSN's choice for sigma_1 = 0.01).
+    Every level is visited, the first included (the driver's 'annealed_langevin' skips the first).
     Args:
         x: (B, *D) start, e.g. N(0, sigma_L^2 I).  times: descending noise levels in (0, 1].
         denoise: return x0*(x, t_1) at the end (Tweedie, §3.3.4).
+    Returns:
+        (B, *D) samples.
     """
     check_x(x)
     ts = _times(times, descending=True)
-    sig_min = float(model.schedule.sigma(ts[-1]))
+    sig_min = coeffs(model.schedule, ts[-1]).sigma
     if not sig_min > 0:
         raise ValueError("the smallest level needs sigma > 0")
     for t in ts:
-        eta = delta * float(model.schedule.sigma(t)) ** 2 / sig_min ** 2
-        x = langevin(lambda y, t=t: model.predict(y, t, "score"), x, n_steps, eta, generator=generator)
+        x = _langevin_level(model, x, t, n_steps, delta * coeffs(model.schedule, t).sigma ** 2 / sig_min ** 2,
+                            generator, None)
     return model.predict(x, ts[-1], "x0") if denoise else x
 
 
-def predictor_corrector(model, x_T: torch.Tensor, grid, *, predictor: str = "euler_maruyama",
-                        corrector_steps: int = 1, snr: float = 0.16, generator=None, **opts) -> torch.Tensor:
-    """Predictor-corrector sampler (§4.2, Song et al. 2021): a solver step, then Langevin at the new time.
+# -- predictor-corrector ---------------------------------------------------------------------------------
+def predictor_corrector_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                             generator: torch.Generator | None = None, predictor: Any,
+                             corrector_steps: int = 1, snr: float = 0.16, **opts: Any) -> tuple[torch.Tensor, dict]:
+    """Predictor-corrector step (§4.2, Song et al. 2021): a predictor step from s to t, then Langevin at t.
 
-    Corrector: x <- x + eta s + sqrt(2 eta) z with eta = 2 (snr mean||z|| / mean||s||)^2 (batch means).
+    Corrector: x <- x + eta s*(x, t) + sqrt(2 eta) z with eta = 2 (snr mean||z|| / mean||s||)^2 (batch means).
     Args:
-        predictor: any name in samplers.SOLVERS.  grid: descending times (n+1,).
+        predictor: a Solver (or Solver-like object); opts go to its step.
+        corrector_steps: Langevin steps at t (each one model evaluation).  snr: the signal-to-noise target.
     """
-    from .samplers import SOLVERS, check_grid
-    from .utils import check_choice
+    solver = as_solver(predictor)
+    check_times(s, t, "predictor_corrector")
+    if isinstance(corrector_steps, bool) or not isinstance(corrector_steps, int) or corrector_steps < 0:
+        raise ValueError(f"corrector_steps must be an int >= 0, got {corrector_steps!r}")
+    x, state = solver.step(model, x, s, t, state=new_state(state), generator=generator, **opts)
+    for _ in range(corrector_steps):
+        score, z = model.predict(x, float(t), "score"), noise(x, generator)
+        ratio = z.flatten(1).norm(dim=1).mean() / score.flatten(1).norm(dim=1).mean().clamp_min(1e-30)
+        eta = 2 * (snr * ratio.item()) ** 2   # batch-mean norms: a per-sample eta would bias the chain
+        x = x + eta * score + math.sqrt(2 * eta) * z
+    return x, state
 
-    check_choice(predictor, SOLVERS, "predictor")
-    ts, solver, state, x = check_grid(grid), SOLVERS[predictor], None, check_x(x_T, "x_T")
-    for s, t in zip(ts[:-1], ts[1:]):
-        x, state = solver.step(model, x, s, t, state=state, generator=generator, **opts)
-        for _ in range(corrector_steps):
-            score, z = model.predict(x, t, "score"), _randn(x, generator)
-            ratio = z.flatten(1).norm(dim=1).mean() / score.flatten(1).norm(dim=1).mean().clamp_min(1e-30)
-            eta = 2 * (snr * ratio.item()) ** 2   # batch-mean norms: a per-sample eta would bias the chain
-            x = x + eta * score + math.sqrt(2 * eta) * z
-    return x
+
+def predictor_corrector(predictor: Any, *, corrector_steps: int = 1, snr: float = 0.16) -> Solver:
+    """A Solver that runs `predictor` (a Solver) and then `corrector_steps` Langevin corrector steps (§4.2).
+
+    NFE per step: the predictor's plus corrector_steps; the predictor's plan (e.g. lower-order final
+    steps) still applies.  samplers' registered 'pc' takes the predictor by name instead.
+    """
+    pred = as_solver(predictor)
+
+    def plan(n: int, opts: dict) -> list[dict]:
+        return pred.step_options(n, **opts)
+
+    def cost(opts: dict) -> int:
+        return (int(pred.cost(opts)) if pred.cost else pred.nfe_per_step) + corrector_steps
+
+    return Solver(f"pc({pred.name})", partial(predictor_corrector_step, predictor=pred, corrector_steps=corrector_steps,
+                                              snr=snr),
+                  pred.order, None if pred.nfe_per_step is None else pred.nfe_per_step + corrector_steps,
+                  stochastic=True, multistep=pred.multistep, book="§4.2", plan=plan, cost=cost)
+
+
+DYNAMICS_SOLVERS: tuple[Solver, ...] = (
+    Solver("euler_maruyama", euler_maruyama_step, 1, 1, stochastic=True, book="§4.2"),
+    Solver("gamma_sde", gamma_sde_step, 1, 1, stochastic=True, book="§6.4"),
+    Solver("annealed_langevin", annealed_langevin_step, 0, 20, stochastic=True, book="§3.4.3",
+           cost=lambda opts: int(opts.get("n_steps", 20))),
+)

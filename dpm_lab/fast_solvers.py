@@ -1,13 +1,11 @@
 """Exponential integrators of the PF-ODE in log-SNR time (Ch. 9): DPM-Solver, DPM-Solver++, DEIS, EDM.
 
-Step convention (shared by every solver in `samplers.SOLVERS`):
+Every step follows the contract of `steps`:
 
     step(model, x, s, t, *, state=None, generator=None, **opts) -> (x_t, state)
 
-moves x from the NOISIER time s to the CLEANER time t < s (the book's s -> t).  `state` is a
-plain dict that the step reads and returns: `state["x0"]` holds the data prediction the step
-used at s, and multistep methods keep their history in `state["hist"]` as a list of
-(lambda_j, value_j), newest first.  Nothing is hidden in globals.
+from the noisier time s to the cleaner time t < s.  Multistep methods keep their history in state["hist"] as a list of
+(lambda_j, value_j), newest first.
 
 With lambda = log(alpha/sigma) and h = lambda_t - lambda_s, the PF-ODE solution has two exact
 "variation of constants" forms (§9.4.1, §9.5):
@@ -17,65 +15,36 @@ With lambda = log(alpha/sigma) and h = lambda_t - lambda_s, the PF-ODE solution 
 
 Every solver here approximates eps or x0 by a polynomial in lambda and integrates the kernel
 exactly.  Coefficients are Python floats (float64); x keeps its dtype and device.
+
+Order policies (measured in benchmarks/solvers.py; they matter at small NFE):
+  * multistep methods (deis, dpmpp_2m, dpmpp_3m) take `order` per step; their plan lowers it in
+    the final steps of runs shorter than LOWER_ORDER_FINAL_BELOW steps (last step order 1, the
+    one before at most 2: `lower_order_final=True`, as in diffusers), and each step drops to
+    order 1 where its log-SNR step is more than `max_step_ratio` (2) times the previous one, so
+    the polynomial is never extrapolated far beyond the points it was fitted to (this is what
+    keeps dpmpp_3m stable on a uniform-t grid, whose last step is many times the others);
+  * single-step DPM-Solver-k takes `order` per step; its plan uses [k, ..., k, 1] (order 2 while
+    the run has at most 3 steps), so dpm_solver_3 at NFE 5 runs orders [2, 2, 1], not one
+    third-order step; `orders=[...]` sets the schedule by hand.
 """
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 
-from .param import to_x0_eps
+from .steps import Solver, begin, coeffs, need, noise, time_at_lam, x0_eps
 
-__all__ = ["coefficients", "x0_eps", "phi_int", "taylor_from_history", "dpm_solver_1_step",
-           "dpm_solver_2_step", "dpm_solver_3_step", "deis_step", "dpmpp_2s_step", "dpmpp_2m_step",
-           "dpmpp_3m_step", "edm_step"]
+__all__ = ["LOWER_ORDER_FINAL_BELOW", "MAX_STEP_RATIO", "FAST_SOLVERS", "phi_int", "psi_int", "taylor_from_history",
+           "dpm_solver_1_step", "dpm_solver_2_step", "dpm_solver_3_step", "dpm_solver_step", "deis_step",
+           "dpmpp_2s_step", "dpmpp_2m_step", "dpmpp_3m_step", "edm_step", "multistep_plan", "singlestep_plan"]
 
-
-# -- shared helpers ---------------------------------------------------------------------------
-ALPHA_ZERO = 1e-12  # alpha below this is the exact zero it approximates (cos(pi/2) = 6e-17 in float64)
-
-
-def coefficients(schedule, t: float) -> tuple[float, float, float]:
-    """(alpha_t, sigma_t, lambda_t) as float64 Python floats; lambda = -inf where alpha_t = 0.
-
-    alpha_t < 1e-12 counts as 0: dividing by cos(pi/2) ~ 6e-17 would wipe out every digit.
-    """
-    tt = torch.tensor(float(t), dtype=torch.float64)
-    a, s = float(schedule.alpha(tt)), float(schedule.sigma(tt))
-    if a < ALPHA_ZERO:
-        a = 0.0
-        return a, s, -math.inf
-    return a, s, (math.inf if s == 0 else math.log(a) - math.log(s))
+LOWER_ORDER_FINAL_BELOW = 15   # runs with fewer steps lower the order of their final steps (diffusers' rule)
+MAX_STEP_RATIO = 2.0           # a multistep step longer than this many previous steps (in lambda) uses order 1
 
 
-def need(cond: bool, what: str, method: str) -> None:
-    """Raise a ValueError explaining which end point of the schedule a method cannot handle."""
-    if not cond:
-        raise ValueError(f"{method} needs {what}; start below t = 1 where alpha_1 = 0 (or use a "
-                         f"data-prediction / velocity solver) and end at t > 0 (grids end at schedule.t_eps)")
-
-
-def new_state(state: dict | None) -> dict:
-    """The explicit solver state: a dict with 'x0' (last data prediction) and 'hist' (history)."""
-    return {"x0": None, "hist": []} if state is None else state
-
-
-def x0_eps(model, x: torch.Tensor, t: float, state: dict | None = None):
-    """One model call -> (x0_hat, eps_hat) at (x, t) (§6.3.1); stores x0_hat in state['x0'].
-
-    Where alpha_t = 0 (t = 1 for flow/cosine/trig) x_t carries no data, so the model is asked
-    for x0 directly (exact models can answer; an eps-network raises a clear error).
-    """
-    kind = getattr(model, "kind", "eps")
-    if kind in ("eps", "score") and coefficients(model.schedule, t)[0] == 0:
-        kind = "x0"
-    value = model.predict(x, float(t), kind)
-    x0, eps = to_x0_eps(model.schedule, x, float(t), value, kind)
-    if state is not None:
-        state["x0"] = x0
-    return x0, eps
-
-
+# -- the exact kernel integrals and the history polynomial ---------------------------------------------
 def phi_int(k: int, h: float) -> float:
     """int_0^h e^{h-u} u^k / k! du = e^h - sum_{j<=k} h^j/j! = h^{k+1} phi_{k+1}(h) (§9.4.2).
 
@@ -89,7 +58,7 @@ def phi_int(k: int, h: float) -> float:
 def psi_int(k: int, h: float) -> float:
     """int_0^h e^{-(h-u)} u^k / k! du = (-1)^{k+1} phi_int(k, -h): the data-form kernel (§9.5)."""
     if k == 0:
-        return -math.expm1(-h)  # 1 - e^{-h}; equals 1 when h = +inf (start at alpha = 0)
+        return -math.expm1(-h)  # 1 - e^{-h}; equals 1 when h = +inf (start at alpha = 0 or end at sigma = 0)
     return (-1) ** (k + 1) * phi_int(k, -h)
 
 
@@ -114,87 +83,109 @@ def taylor_from_history(hist: list, order: int) -> list:
     return out
 
 
-def _mid(schedule, lam: float) -> float:
-    return float(schedule.inv_lam(torch.tensor(lam, dtype=torch.float64)))
+def _check_order(order: int, allowed: tuple[int, ...], method: str) -> None:
+    if isinstance(order, bool) or order not in allowed:
+        raise ValueError(f"{method}: order must be one of {', '.join(map(str, allowed))}, got {order!r}")
 
 
-# -- DPM-Solver (noise form, singlestep, §9.4) -------------------------------------------------
-def dpm_solver_1_step(model, x, s, t, *, state=None, generator=None):
-    """DPM-Solver-1 (= DDIM): x_t = (alpha_t/alpha_s) x_s - sigma_t (e^h - 1) eps(x_s, s) (§9.4.3)."""
-    state = new_state(state)
-    a_s, _, lam_s = coefficients(model.schedule, s)
-    a_t, sig_t, lam_t = coefficients(model.schedule, t)
-    need(a_s > 0 and sig_t > 0, "alpha_s > 0 and sigma_t > 0", "dpm_solver_1")
-    _, eps = x0_eps(model, x, s, state)
-    return a_t / a_s * x - sig_t * math.expm1(lam_t - lam_s) * eps, state
+def _effective_order(hist: list, lam_s: float, h: float, order: int, max_step_ratio: float | None) -> int:
+    """The order a multistep step can afford: 1 if this step is more than max_step_ratio times the last one."""
+    if order > 1 and max_step_ratio is not None and hist and math.isfinite(h) and math.isfinite(hist[0][0]):
+        h_prev = lam_s - hist[0][0]
+        if h_prev != 0 and h / h_prev > max_step_ratio:
+            return 1
+    return order
 
 
-def dpm_solver_2_step(model, x, s, t, *, state=None, generator=None):
+# -- DPM-Solver (noise form, single-step, §9.4) -------------------------------------------------------
+def dpm_solver_1_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    """DPM-Solver-1 (= DDIM): x_t = (alpha_t/alpha_s) x_s - sigma_t (e^h - 1) eps(x_s, s) (§9.4.3).
+
+    Args:
+        model: a FieldModel.  x: (B, *D) at time s.  s, t: floats, from s to t.
+    """
+    cs, ct, state = begin(model, s, t, state, "dpm_solver_1")
+    need(cs.alpha > 0 and ct.sigma > 0, "alpha_s > 0 and sigma_t > 0", "dpm_solver_1")
+    _, eps = x0_eps(model, x, cs.t, state)
+    return ct.alpha / cs.alpha * x - ct.sigma * math.expm1(ct.lam - cs.lam) * eps, state
+
+
+def dpm_solver_2_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """DPM-Solver-2: a half step in lambda, then the full step with eps at the midpoint (§9.4, algorithm box).
 
     u = (alpha_m/alpha_s) x_s - sigma_m (e^{h/2} - 1) eps(x_s, s);
     x_t = (alpha_t/alpha_s) x_s - sigma_t (e^h - 1) eps(u, m),  lambda_m = lambda_s + h/2.
     """
-    state, sch = new_state(state), model.schedule
-    a_s, _, lam_s = coefficients(sch, s)
-    a_t, sig_t, lam_t = coefficients(sch, t)
-    need(a_s > 0 and sig_t > 0, "alpha_s > 0 and sigma_t > 0", "dpm_solver_2")
-    h = lam_t - lam_s
-    m = _mid(sch, lam_s + h / 2)
-    a_m, sig_m, _ = coefficients(sch, m)
-    _, eps = x0_eps(model, x, s, state)
-    u = a_m / a_s * x - sig_m * math.expm1(h / 2) * eps
-    _, eps_m = x0_eps(model, u, m)
-    return a_t / a_s * x - sig_t * math.expm1(h) * eps_m, state
+    cs, ct, state = begin(model, s, t, state, "dpm_solver_2")
+    need(cs.alpha > 0 and ct.sigma > 0, "alpha_s > 0 and sigma_t > 0", "dpm_solver_2")
+    h = ct.lam - cs.lam
+    cm = coeffs(model.schedule, time_at_lam(model.schedule, cs.lam + h / 2))
+    _, eps = x0_eps(model, x, cs.t, state)
+    u = cm.alpha / cs.alpha * x - cm.sigma * math.expm1(h / 2) * eps
+    _, eps_m = x0_eps(model, u, cm.t)
+    return ct.alpha / cs.alpha * x - ct.sigma * math.expm1(h) * eps_m, state
 
 
-def dpm_solver_3_step(model, x, s, t, *, state=None, generator=None):
+def dpm_solver_3_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """DPM-Solver-3 (Lu et al. 2022, r1 = 1/3, r2 = 2/3): third-order exponential Runge-Kutta (§9.4).
 
     u1 = (a_1/a_s) x - s_1 (e^{h/3}-1) eps_s;  D1 = eps(u1) - eps_s
     u2 = (a_2/a_s) x - s_2 (e^{2h/3}-1) eps_s - s_2 (r2/r1) ((e^{r2 h}-1)/(r2 h) - 1) D1;  D2 = eps(u2) - eps_s
     x_t = (a_t/a_s) x - s_t (e^h-1) eps_s - (s_t/r2) ((e^h-1)/h - 1) D2
     """
-    state, sch = new_state(state), model.schedule
-    a_s, _, lam_s = coefficients(sch, s)
-    a_t, sig_t, lam_t = coefficients(sch, t)
-    need(a_s > 0 and sig_t > 0, "alpha_s > 0 and sigma_t > 0", "dpm_solver_3")
-    h, r1, r2 = lam_t - lam_s, 1 / 3, 2 / 3
-    t1, t2 = _mid(sch, lam_s + r1 * h), _mid(sch, lam_s + r2 * h)
-    (a_1, sig_1, _), (a_2, sig_2, _) = coefficients(sch, t1), coefficients(sch, t2)
-    _, eps = x0_eps(model, x, s, state)
-    u1 = a_1 / a_s * x - sig_1 * math.expm1(r1 * h) * eps
-    d1 = x0_eps(model, u1, t1)[1] - eps
-    u2 = (a_2 / a_s * x - sig_2 * math.expm1(r2 * h) * eps
-          - sig_2 * r2 / r1 * (phi_int(1, r2 * h) / (r2 * h)) * d1)      # (e^{r h}-1)/(r h) - 1
-    d2 = x0_eps(model, u2, t2)[1] - eps
-    x_t = a_t / a_s * x - sig_t * math.expm1(h) * eps - sig_t / r2 * (phi_int(1, h) / h) * d2
+    cs, ct, state = begin(model, s, t, state, "dpm_solver_3")
+    need(cs.alpha > 0 and ct.sigma > 0, "alpha_s > 0 and sigma_t > 0", "dpm_solver_3")
+    sch, h, r1, r2 = model.schedule, ct.lam - cs.lam, 1 / 3, 2 / 3
+    c1 = coeffs(sch, time_at_lam(sch, cs.lam + r1 * h))
+    c2 = coeffs(sch, time_at_lam(sch, cs.lam + r2 * h))
+    _, eps = x0_eps(model, x, cs.t, state)
+    u1 = c1.alpha / cs.alpha * x - c1.sigma * math.expm1(r1 * h) * eps
+    d1 = x0_eps(model, u1, c1.t)[1] - eps
+    u2 = (c2.alpha / cs.alpha * x - c2.sigma * math.expm1(r2 * h) * eps
+          - c2.sigma * r2 / r1 * (phi_int(1, r2 * h) / (r2 * h)) * d1)      # (e^{r h}-1)/(r h) - 1
+    d2 = x0_eps(model, u2, c2.t)[1] - eps
+    x_t = ct.alpha / cs.alpha * x - ct.sigma * math.expm1(h) * eps - ct.sigma / r2 * (phi_int(1, h) / h) * d2
     return x_t, state
 
 
-# -- DEIS (noise form, multistep, §9.3) ---------------------------------------------------------
-def deis_step(model, x, s, t, *, state=None, generator=None, order: int = 3):
+_DPM_SOLVER = {1: dpm_solver_1_step, 2: dpm_solver_2_step, 3: dpm_solver_3_step}
+
+
+def dpm_solver_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                    generator: torch.Generator | None = None, order: int = 3) -> tuple[torch.Tensor, dict]:
+    """Single-step DPM-Solver of order 1, 2 or 3 (§9.4): the step of dpm_solver_1/2/3, `order` evaluations."""
+    _check_order(order, (1, 2, 3), "dpm_solver")
+    return _DPM_SOLVER[order](model, x, s, t, state=state, generator=generator)
+
+
+# -- DEIS (noise form, multistep, §9.3) -----------------------------------------------------------------
+def deis_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+              generator: torch.Generator | None = None, order: int = 3,
+              max_step_ratio: float | None = MAX_STEP_RATIO) -> tuple[torch.Tensor, dict]:
     """DEIS (exponential Adams-Bashforth in lambda): integrate the Lagrange polynomial of past eps exactly.
 
     x_t = (alpha_t/alpha_s) x_s - sigma_t sum_k h^{k+1} phi_{k+1}(h) eps^{(k)}(lambda_s)   (§9.3, §9.4.2)
     with eps^{(k)} the derivatives of the polynomial through the last `order` eps values
-    (warm-up: lower order while the history is short).  order = 1 is DDIM.
+    (warm-up: lower order while the history is short; order 1 where the step is more than
+    max_step_ratio times the previous one).  order = 1 is DDIM.
     """
-    if order not in (1, 2, 3):
-        raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    state = new_state(state)
-    a_s, _, lam_s = coefficients(model.schedule, s)
-    a_t, sig_t, lam_t = coefficients(model.schedule, t)
-    need(a_s > 0 and sig_t > 0, "alpha_s > 0 and sigma_t > 0", "deis")
-    _, eps = x0_eps(model, x, s, state)
-    state["hist"] = [(lam_s, eps)] + state["hist"][:2]
+    _check_order(order, (1, 2, 3), "deis")
+    cs, ct, state = begin(model, s, t, state, "deis")
+    need(cs.alpha > 0 and ct.sigma > 0, "alpha_s > 0 and sigma_t > 0", "deis")
+    _, eps = x0_eps(model, x, cs.t, state)
+    h = ct.lam - cs.lam
+    order = _effective_order(state["hist"], cs.lam, h, order, max_step_ratio)
+    state["hist"] = [(cs.lam, eps)] + state["hist"][:2]
     d = taylor_from_history(state["hist"], order)
-    h = lam_t - lam_s
-    return a_t / a_s * x - sig_t * sum(phi_int(k, h) * dk for k, dk in enumerate(d)), state
+    return ct.alpha / cs.alpha * x - ct.sigma * sum(phi_int(k, h) * dk for k, dk in enumerate(d)), state
 
 
-# -- DPM-Solver++ (data form, §9.5) ---------------------------------------------------------------
-def dpmpp_2s_step(model, x, s, t, *, state=None, generator=None):
+# -- DPM-Solver++ (data form, §9.5) -----------------------------------------------------------------------
+def dpmpp_2s_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """DPM-Solver++(2S): midpoint in lambda on the data prediction (§9.5, algorithm box).
 
     u = (sigma_m/sigma_s) x_s + alpha_m (1 - e^{-h/2}) x0(x_s, s);
@@ -202,86 +193,152 @@ def dpmpp_2s_step(model, x, s, t, *, state=None, generator=None):
     From alpha_s = 0 (lambda_s = -inf) the midpoint is taken in e^lambda = alpha/sigma instead
     (lambda_m = lambda_t - log 2), where the data-form integral is finite.
     """
-    state, sch = new_state(state), model.schedule
-    _, sig_s, lam_s = coefficients(sch, s)
-    a_t, sig_t, lam_t = coefficients(sch, t)
-    h = lam_t - lam_s
-    lam_m = lam_t - math.log(2) if math.isinf(lam_s) else lam_s + h / 2
-    need(math.isfinite(lam_m), "a finite log-SNR at the cleaner time t", "dpmpp_2s")
-    m = _mid(sch, lam_m)
-    a_m, sig_m, _ = coefficients(sch, m)
-    x0, _ = x0_eps(model, x, s, state)
-    u = sig_m / sig_s * x + a_m * psi_int(0, lam_m - lam_s) * x0
-    x0_m, _ = x0_eps(model, u, m)
-    return sig_t / sig_s * x + a_t * psi_int(0, h) * x0_m, state
+    cs, ct, state = begin(model, s, t, state, "dpmpp_2s")
+    h = ct.lam - cs.lam
+    lam_m = ct.lam - math.log(2) if math.isinf(cs.lam) else cs.lam + h / 2
+    need(math.isfinite(lam_m), "a finite log-SNR at the cleaner time t (sigma_t > 0)", "dpmpp_2s")
+    cm = coeffs(model.schedule, time_at_lam(model.schedule, lam_m))
+    x0, _ = x0_eps(model, x, cs.t, state)
+    u = cm.sigma / cs.sigma * x + cm.alpha * psi_int(0, lam_m - cs.lam) * x0
+    x0_m, _ = x0_eps(model, u, cm.t)
+    return ct.sigma / cs.sigma * x + ct.alpha * psi_int(0, h) * x0_m, state
 
 
-def dpmpp_2m_step(model, x, s, t, *, state=None, generator=None):
+def dpmpp_2m_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                  generator: torch.Generator | None = None, order: int = 2,
+                  max_step_ratio: float | None = MAX_STEP_RATIO) -> tuple[torch.Tensor, dict]:
     """DPM-Solver++(2M): x_t = (sigma_t/sigma_s) x_s + alpha_t (1 - e^{-h}) D (§9.5, algorithm box).
 
-    D = (1 + r/2) x0_s - (r/2) x0_prev with r = h / h_prev; the first step (no history) is DDIM.
+    D = (1 + r/2) x0_s - (r/2) x0_prev with r = h / h_prev.  D = x0_s (order 1, DDIM in data form)
+    on the first step, with order=1, and where r > max_step_ratio (None: never).
+    Args:
+        model: a FieldModel.  x: (B, *D) at time s.  s, t: floats, from s to t.
+        state: the previous step's state (its 'hist' holds the last (lambda, x0_hat)).
     """
-    state = new_state(state)
-    _, sig_s, lam_s = coefficients(model.schedule, s)
-    a_t, sig_t, lam_t = coefficients(model.schedule, t)
-    x0, _ = x0_eps(model, x, s, state)
-    h = lam_t - lam_s
+    _check_order(order, (1, 2), "dpmpp_2m")
+    cs, ct, state = begin(model, s, t, state, "dpmpp_2m")
+    need(cs.sigma > 0, "sigma_s > 0 at the noisier time s", "dpmpp_2m")
+    x0, _ = x0_eps(model, x, cs.t, state)
+    h = ct.lam - cs.lam
+    order = _effective_order(state["hist"], cs.lam, h, order, max_step_ratio)
     prev = state["hist"][:1]
-    state["hist"] = [(lam_s, x0)]
+    state["hist"] = [(cs.lam, x0)]
     d = x0
-    if prev and math.isfinite(prev[0][0]) and math.isfinite(h):
-        r = h / (lam_s - prev[0][0])
+    if order == 2 and prev and math.isfinite(prev[0][0]) and math.isfinite(h):
+        r = h / (cs.lam - prev[0][0])
         d = (1 + r / 2) * x0 - (r / 2) * prev[0][1]
-    return sig_t / sig_s * x + a_t * psi_int(0, h) * d, state
+    return ct.sigma / cs.sigma * x + ct.alpha * psi_int(0, h) * d, state
 
 
-def dpmpp_3m_step(model, x, s, t, *, state=None, generator=None, order: int = 3):
+def dpmpp_3m_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+                  generator: torch.Generator | None = None, order: int = 3,
+                  max_step_ratio: float | None = MAX_STEP_RATIO) -> tuple[torch.Tensor, dict]:
     """DPM-Solver++(3M): exponential Adams-Bashforth on x0 in lambda, Lagrange polynomial integrated exactly.
 
     x_t = (sigma_t/sigma_s) x_s + alpha_t sum_k psi_k(h) x0^{(k)}(lambda_s),
-    psi_k(h) = int_0^h e^{-(h-u)} u^k/k! du  (§9.5; DEIS in the data form, §9.6.2).
+    psi_k(h) = int_0^h e^{-(h-u)} u^k/k! du  (§9.5; DEIS in the data form, §9.6.2); order 1 where the
+    step is more than max_step_ratio times the previous one.
     """
-    if order not in (1, 2, 3):
-        raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    state = new_state(state)
-    _, sig_s, lam_s = coefficients(model.schedule, s)
-    a_t, sig_t, lam_t = coefficients(model.schedule, t)
-    x0, _ = x0_eps(model, x, s, state)
-    state["hist"] = [(lam_s, x0)] + state["hist"][:2]
-    h = lam_t - lam_s
+    _check_order(order, (1, 2, 3), "dpmpp_3m")
+    cs, ct, state = begin(model, s, t, state, "dpmpp_3m")
+    need(cs.sigma > 0, "sigma_s > 0 at the noisier time s", "dpmpp_3m")
+    x0, _ = x0_eps(model, x, cs.t, state)
+    h = ct.lam - cs.lam
+    order = _effective_order(state["hist"], cs.lam, h, order, max_step_ratio)
+    state["hist"] = [(cs.lam, x0)] + state["hist"][:2]
     d = taylor_from_history(state["hist"], order) if math.isfinite(h) else [x0]
-    return sig_t / sig_s * x + a_t * sum(psi_int(k, h) * dk for k, dk in enumerate(d)), state
+    return ct.sigma / cs.sigma * x + ct.alpha * sum(psi_int(k, h) * dk for k, dk in enumerate(d)), state
 
 
-# -- EDM (Karras et al. 2022, Alg. 2) on a general schedule -------------------------------------------
-def edm_step(model, x, s, t, *, state=None, generator=None, churn: float = 0.0, s_tmin: float = 0.0,
-             s_tmax: float = math.inf, s_noise: float = 1.0):
+# -- EDM (Karras et al. 2022, Alg. 2) on a general schedule -------------------------------------------------
+def edm_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+             generator: torch.Generator | None = None, churn: float = 0.0, s_tmin: float = 0.0,
+             s_tmax: float = math.inf, s_noise: float = 1.0) -> tuple[torch.Tensor, dict]:
     """EDM's stochastic Heun step ("churn") written for any schedule in scaled variables.
 
     With y = x/alpha and r = sigma/alpha = e^{-lambda} the PF-ODE reads dy/dr = eps(x, t)
     (EDM's dx/dsigma = (x - D(x))/sigma).  Churn raises the noise to r_hat = (1 + gamma) r_s by
-    adding sqrt(r_hat^2 - r_s^2) s_noise z, then a Heun step in r goes from r_hat to r_t.
+    adding sqrt(r_hat^2 - r_s^2) s_noise z, then a Heun step in r goes from r_hat to r_t (Euler
+    where r_t = 0).
     Args:
         churn: the per-step gamma (Karras: gamma_i = min(S_churn / n, sqrt(2) - 1)); 0 gives EDM's
             deterministic second-order sampler (Alg. 1).  Applied only where s_tmin <= r_s <= s_tmax.
     """
-    state, sch = new_state(state), model.schedule
-    a_s, sig_s, _ = coefficients(sch, s)
-    a_t, sig_t, _ = coefficients(sch, t)
-    need(a_s > 0, "alpha_s > 0", "edm")
-    r_s, r_t, y = sig_s / a_s, sig_t / a_t, x / a_s
+    if not churn >= 0:
+        raise ValueError(f"edm: churn must be >= 0, got {churn}")
+    cs, ct, state = begin(model, s, t, state, "edm")
+    need(cs.alpha > 0 and ct.alpha > 0, "alpha > 0 at both ends of the step", "edm")
+    sch = model.schedule
+    r_s, r_t, y = cs.sigma / cs.alpha, ct.sigma / ct.alpha, x / cs.alpha
     gamma = min(churn, math.sqrt(2) - 1) if s_tmin <= r_s <= s_tmax else 0.0
-    s_hat, r_hat = s, r_s
+    s_hat, r_hat = cs.t, r_s
     if gamma > 0:
-        a_1, sig_1, _ = coefficients(sch, 1.0)
-        r_hat = min(r_s * (1 + gamma), sig_1 / a_1 if a_1 > 0 else math.inf)  # stay inside [0, 1]
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        y = y + math.sqrt(max(r_hat ** 2 - r_s ** 2, 0.0)) * s_noise * z
-        s_hat = _mid(sch, -math.log(r_hat))
-    a_hat = coefficients(sch, s_hat)[0]
-    d = x0_eps(model, a_hat * y, s_hat, state)[1]                   # dy/dr = eps
-    y_next = y + (r_t - r_hat) * d                                    # Euler predictor
+        r_hat = min(r_s * (1 + gamma), math.exp(-coeffs(sch, 1.0).lam))    # stay inside [0, 1]
+        y = y + math.sqrt(max(r_hat ** 2 - r_s ** 2, 0.0)) * s_noise * noise(x, generator)
+        s_hat = time_at_lam(sch, -math.log(r_hat))
+    a_hat = coeffs(sch, s_hat).alpha
+    d = x0_eps(model, a_hat * y, s_hat, state)[1]                      # dy/dr = eps
+    y_next = y + (r_t - r_hat) * d                                       # Euler predictor
     if r_t > 0:
-        d2 = x0_eps(model, a_t * y_next, t)[1]
-        y_next = y + (r_t - r_hat) * 0.5 * (d + d2)                   # Heun corrector
-    return a_t * y_next, state
+        d2 = x0_eps(model, ct.alpha * y_next, ct.t)[1]
+        y_next = y + (r_t - r_hat) * 0.5 * (d + d2)                      # Heun corrector
+    return ct.alpha * y_next, state
+
+
+# -- order policies (Solver plans) --------------------------------------------------------------------------
+def multistep_plan(default_order: int):
+    """The plan of a multistep solver: `order` on every step, lowered in the final steps of short runs.
+
+    With lower_order_final (default True) and n < LOWER_ORDER_FINAL_BELOW steps, step i of n uses
+    order min(order, n - i): the last step is first order, the one before at most second order.
+    """
+    def plan(n: int, opts: dict) -> list[dict]:
+        opts = dict(opts)
+        lower_final = opts.pop("lower_order_final", True)
+        order = opts.pop("order", default_order)
+        short = lower_final and n < LOWER_ORDER_FINAL_BELOW
+        return [{**opts, "order": min(order, n - i) if short else order} for i in range(n)]
+    return plan
+
+
+def singlestep_plan(default_order: int):
+    """The plan of single-step DPM-Solver-k: an order per step that spends a small NFE budget well.
+
+    orders = [k, ..., k, 1] with lower_order_final (default) and n < LOWER_ORDER_FINAL_BELOW, where
+    k is lowered to 2 while n <= 3 (measured: at NFE 5, [2, 2, 1] beats [3, 2] and [3, 1, 1]);
+    orders = [k] * n otherwise; `orders=[...]` (n entries in 1..3) sets it by hand.
+    """
+    def plan(n: int, opts: dict) -> list[dict]:
+        opts = dict(opts)
+        orders = opts.pop("orders", None)
+        lower_final = opts.pop("lower_order_final", True)
+        order = opts.pop("order", default_order)
+        if orders is not None:
+            orders = list(orders)
+            if len(orders) != n:
+                raise ValueError(f"orders has {len(orders)} entries for a run of {n} steps")
+        elif lower_final and n < LOWER_ORDER_FINAL_BELOW:
+            top = min(order, 2) if n <= 3 else order
+            orders = [top] * (n - 1) + [1]
+        else:
+            orders = [order] * n
+        return [{**opts, "order": o} for o in orders]
+    return plan
+
+
+def _order_cost(opts: dict) -> int:
+    return int(opts.get("order", 1))
+
+
+FAST_SOLVERS: tuple[Solver, ...] = (
+    Solver("dpm_solver_1", dpm_solver_1_step, 1, 1, book="§9.4"),
+    Solver("dpm_solver_2", partial(dpm_solver_step, order=2), 2, 2, book="§9.4", plan=singlestep_plan(2),
+           cost=_order_cost),
+    Solver("dpm_solver_3", partial(dpm_solver_step, order=3), 3, 3, book="§9.4", plan=singlestep_plan(3),
+           cost=_order_cost),
+    Solver("deis", deis_step, 3, 1, multistep=True, book="§9.3", plan=multistep_plan(3)),
+    Solver("dpmpp_2s", dpmpp_2s_step, 2, 2, book="§9.5"),
+    Solver("dpmpp_2m", dpmpp_2m_step, 2, 1, multistep=True, book="§9.5", plan=multistep_plan(2)),
+    Solver("dpmpp_3m", dpmpp_3m_step, 3, 1, multistep=True, book="§9.5, §9.6.2", plan=multistep_plan(3)),
+    Solver("edm", edm_step, 2, 2, book="Karras et al. 2022, Alg. 2"),
+)

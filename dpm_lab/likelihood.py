@@ -8,19 +8,29 @@ instantaneous change of variables, §4.3.2, §5.1.2), hence
 Sign warning: §4.3.2 of the book writes d delta/dt = -div v with delta(0) = 0 *and*
 log p_0 = log p_prior(x_T) + delta(T); those two lines disagree.  The formula above is the
 correct one (it is the one in §5.1.2 for normalizing flows).
+
+Which time's density: `log_likelihood(model, x)` returns log p_0(x), the data density, wherever the
+PF-ODE field is finite at t = 0, which holds for the exact models of gmm.GaussianMixture under
+every schedule (their velocity is written through (sigma^2)' and stays finite).  A network's eps-
+or x0-field makes v diverge at t = 0 on schedules whose sigma_t grows like sqrt(t) (VP, VE,
+cosine, discrete DDPM: sigma_t' = infinity there; a point set has no density at 0 either); there
+the integral starts at schedule.t_eps (1e-3) and the result is log p_{t_eps}(x).
+`data_time(model, x)` tells which, and `details=True` returns the time with the value.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-from .fast_solvers import x0_eps
-from .samplers import reference_step
-from .utils import check_choice, check_x
+from .dynamics import pf_ode_solve
+from .steps import x0_eps
+from .utils import check_choice, check_x, randint, randn_like
 
-__all__ = ["divergence", "gaussian_log_prob", "log_likelihood", "encode", "decode", "ddpm_elbo", "bits_per_dim"]
+__all__ = ["Likelihood", "data_time", "divergence", "gaussian_log_prob", "log_likelihood", "encode", "decode",
+           "ddpm_elbo", "bits_per_dim"]
 
 
 def divergence(fn: Callable, x: torch.Tensor, *, method: str = "exact", probes: torch.Tensor | None = None,
@@ -57,35 +67,64 @@ def gaussian_log_prob(x: torch.Tensor, std: float) -> torch.Tensor:
     return -0.5 * (x.flatten(1) ** 2).sum(1) / std ** 2 - d * math.log(std) - 0.5 * d * math.log(2 * math.pi)
 
 
+def data_time(model, x: torch.Tensor) -> float:
+    """The earliest time the PF-ODE can be integrated from at x: 0.0 where v(x, 0) is finite, else schedule.t_eps.
+
+    One model call.  v(x, 0) is infinite (or undefined) for eps/x0 networks on schedules with
+    sigma_t ~ sqrt(t) (VP, VE, cosine, discrete) and for point sets; finite for exact mixtures and
+    for schedules with sigma_t linear near 0 (EDM, rectified flow, trig).
+    """
+    try:
+        v = model.predict(x, 0.0, "velocity")
+    except ValueError:
+        return float(model.schedule.t_eps)
+    return 0.0 if bool(torch.isfinite(v).all()) else float(model.schedule.t_eps)
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """What log_likelihood(..., details=True) returns: log p_{t_min}(x) (B,), the times and the end point x_T."""
+
+    logp: torch.Tensor
+    t_min: float
+    t_max: float
+    x_T: torch.Tensor
+
+
 def log_likelihood(model, x0: torch.Tensor, *, t_min: float | None = None, t_max: float = 1.0,
                    prior: Callable | None = None, method: str = "exact", n_probes: int = 1,
                    generator: torch.Generator | None = None, rtol: float = 1e-8, atol: float = 1e-8,
-                   return_x_T: bool = False):
+                   details: bool = False):
     """PF-ODE log-likelihood log p_{t_min}(x0) = log p_T(x_T) + int_{t_min}^{T} div v dt (§4.3.2, sign corrected).
 
-    Integrates the augmented ODE d/dt [x, delta] = [v(x, t), div v(x, t)] from t_min up to t_max
-    with DOP853 (float64).  With method='hutchinson' the n_probes Rademacher probes are drawn once
-    (from `generator`) and held fixed along the path, which keeps the estimate unbiased.
+    By default t_min = data_time(model, x0): 0, so the result is the data density log p_0(x0), wherever
+    the field is finite at t = 0 (every exact mixture model); else schedule.t_eps (networks on VP, VE,
+    cosine, discrete schedules), giving log p_{t_eps}(x0).  Integrates the augmented ODE
+    d/dt [x, delta] = [v(x, t), div v(x, t)] from t_min up to t_max with DOP853 (float64).  With
+    method='hutchinson' the n_probes Rademacher probes are drawn once (from `generator`) and held
+    fixed along the path, which keeps the estimate unbiased.
     Args:
-        x0: (B, *D) points.  t_min: start time (default schedule.t_eps; exact models allow 0).
-        prior: x_T -> log p_T(x_T) (B,); default N(0, sigma_{t_max}^2 I).
+        model: a Model.  x0: (B, *D) points.  t_min: start time (None: data_time(model, x0)).
+        t_max: end time.  prior: x_T -> log p_T(x_T) (B,); default N(0, sigma_{t_max}^2 I), which
+            ignores alpha_{t_max} x0 (exact where alpha_{t_max} = 0).
+        details: return a Likelihood (logp, t_min, t_max, x_T) instead of the tensor.
     Returns:
-        log-likelihoods (B,) in nats (and x_T if return_x_T).
+        log-likelihoods (B,) in nats (or a Likelihood).
     """
     from scipy.integrate import solve_ivp
 
     check_x(x0, "x0")
     check_choice(method, ("exact", "hutchinson"), "method")
     sch = model.schedule
-    t_min = sch.t_eps if t_min is None else float(t_min)
+    t_min = data_time(model, x0) if t_min is None else float(t_min)
     if not 0 <= t_min < t_max <= 1:
         raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}")
     shape, B, n = x0.shape, x0.shape[0], x0.numel()
     probes = None
     if method == "hutchinson":
-        if n_probes < 1:
-            raise ValueError(f"n_probes must be >= 1, got {n_probes}")
-        probes = torch.randint(0, 2, (n_probes, *shape), generator=generator).to(x0) * 2 - 1
+        if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
+            raise ValueError(f"n_probes must be an int >= 1, got {n_probes}")
+        probes = randint(0, 2, (n_probes, *shape), generator=generator, device=x0.device).to(x0.dtype) * 2 - 1
 
     def rhs(t, y):
         x = torch.from_numpy(y[:n]).reshape(shape).to(x0)
@@ -101,21 +140,27 @@ def log_likelihood(model, x0: torch.Tensor, *, t_min: float | None = None, t_max
     x_T, delta = y[:n].reshape(shape).to(x0), y[n:].to(x0)
     log_prior = prior(x_T) if prior is not None else gaussian_log_prob(x_T, float(sch.sigma(t_max)))
     logp = log_prior.to(x0) + delta                      # log p_0 = log p_T(x_T) + int div v dt
-    return (logp, x_T) if return_x_T else logp
+    return Likelihood(logp, t_min, float(t_max), x_T) if details else logp
 
 
 def encode(model, x0: torch.Tensor, *, t_min: float | None = None, t_max: float = 1.0, rtol: float = 1e-10,
            atol: float = 1e-10) -> torch.Tensor:
-    """PF-ODE encoding x0 -> x_T: integrate dx/dt = v* forward from t_min to t_max (§4.1.4), (B, *D)."""
-    t_min = model.schedule.t_eps if t_min is None else float(t_min)
-    return reference_step(model, check_x(x0, "x0"), t_min, t_max, rtol=rtol, atol=atol)[0]
+    """PF-ODE encoding x0 -> x_T: integrate dx/dt = v* forward from t_min to t_max (§4.1.4), (B, *D).
+
+    t_min defaults to data_time(model, x0): 0 where the field is finite there, else schedule.t_eps.
+    """
+    t_min = data_time(model, check_x(x0, "x0")) if t_min is None else float(t_min)
+    return pf_ode_solve(model, x0, t_min, t_max, rtol=rtol, atol=atol)
 
 
 def decode(model, x_T: torch.Tensor, *, t_min: float | None = None, t_max: float = 1.0, rtol: float = 1e-10,
            atol: float = 1e-10) -> torch.Tensor:
-    """PF-ODE decoding x_T -> x0: integrate dx/dt = v* backward from t_max to t_min, (B, *D)."""
-    t_min = model.schedule.t_eps if t_min is None else float(t_min)
-    return reference_step(model, check_x(x_T, "x_T"), t_max, t_min, rtol=rtol, atol=atol)[0]
+    """PF-ODE decoding x_T -> x0: integrate dx/dt = v* backward from t_max to t_min, (B, *D).
+
+    t_min defaults to data_time(model, x_T): 0 where the field is finite there, else schedule.t_eps.
+    """
+    t_min = data_time(model, check_x(x_T, "x_T")) if t_min is None else float(t_min)
+    return pf_ode_solve(model, x_T, t_max, t_min, rtol=rtol, atol=atol)
 
 
 def ddpm_elbo(model, x0: torch.Tensor, *, steps: int | None = None, decoder_std: float | None = None,
@@ -144,8 +189,7 @@ def ddpm_elbo(model, x0: torch.Tensor, *, steps: int | None = None, decoder_std:
     d, flat = x0[0].numel(), x0.flatten(1)
 
     def noised(i):
-        z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        return float(alpha[i]) * x0 + float(sigma[i]) * z
+        return float(alpha[i]) * x0 + float(sigma[i]) * randn_like(x0, generator=generator)
 
     a_L, s_L, s_p = float(alpha[L]), float(sigma[L]), float(sch.sigma(1.0))
     prior = 0.5 * (((s_L ** 2 + a_L ** 2 * flat ** 2) / s_p ** 2).sum(1) - d - 2 * d * math.log(s_L / s_p))

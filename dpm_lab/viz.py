@@ -293,18 +293,41 @@ def schedule_curves(schedules: dict[str, Schedule], *, which: str = "alpha_sigma
 
 
 def animate(traj: Array, *, lim: Limits = 3.5, interval: int = 120, s: float = 4.0, times: Array | None = None,
-            background: Array | None = None, figsize: tuple[float, float] = (3.2, 3.2), dpi: int = 60) -> str:
-    """Animate a time-major trajectory (n+1, B, 2) as points moving; returns HTML (to_jshtml).
+            background: Array | None = None, figsize: tuple[float, float] = (3.2, 3.2), dpi: int = 60,
+            max_frames: int = 60, loop: bool = True) -> str:
+    """Animate a time-major trajectory (n+1, B, 2) as points moving; returns self-contained HTML.
 
-    In a notebook: `from IPython.display import HTML; HTML(dl.viz.animate(traj))`.
-    background: optional (M, 2) points drawn in grey in every frame (e.g. the target data).
+    In a notebook: `from IPython.display import HTML; HTML(dl.viz.animate(traj))`.  The HTML is
+    matplotlib's `to_jshtml` player (play, pause, step, a frame slider) with every frame embedded
+    as base64 PNG, so the stored output plays without re-running the notebook; its picture is an
+    embedded animated GIF of the same frames, so where scripts do not run (an untrusted notebook,
+    GitHub, nbviewer) the animation still plays.  At most `max_frames` frames are kept (evenly
+    spaced, first and last always); at the default size and dpi that is about 1 MB.
+
+    Args:
+        background: optional (M, 2) points drawn in grey in every frame (e.g. the target data).
+        times: optional (n+1,) times shown in the title.
+        loop: the GIF (and the player's default mode) loop; False plays once.
     """
+    import base64
+    import io
+    import re
+
     from matplotlib import animation
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
 
     tr = to_numpy(traj)
     if tr.ndim != 3 or tr.shape[2] != 2:
         raise ValueError(f"animate needs a (n+1, B, 2) array, got shape {tr.shape}")
-    fig, ax = plt.subplots(figsize=figsize, dpi=dpi)
+    if max_frames < 2:
+        raise ValueError(f"max_frames must be at least 2, got {max_frames}")
+    n = tr.shape[0]
+    keep = np.unique(np.round(np.linspace(0, n - 1, min(n, max_frames))).astype(int))
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     if background is not None:
         bg = to_numpy(background)
         ax.scatter(bg[:, 0], bg[:, 1], s=2, color="0.8")
@@ -313,14 +336,33 @@ def animate(traj: Array, *, lim: Limits = 3.5, interval: int = 120, s: float = 4
     ax.set_xlim(a, b)
     ax.set_ylim(c, d)
     ax.set_aspect("equal", adjustable="box")
-    label = ax.set_title("step 0", fontsize=10)
+    ax.tick_params(labelsize=7)
+    label = ax.set_title("step 0", fontsize=9)
+    fig.tight_layout()
 
-    def frame(k: int) -> tuple:
+    def frame(j: int) -> tuple:
+        k = int(keep[j])
         pts.set_offsets(tr[k])
         label.set_text(f"step {k}" + (f", t = {float(times[k]):.3f}" if times is not None else ""))
         return pts, label
 
-    anim = animation.FuncAnimation(fig, frame, frames=tr.shape[0], interval=interval, blit=False)
-    html = anim.to_jshtml(default_mode="once")
-    plt.close(fig)
+    gif_frames = []
+    for j in range(len(keep)):
+        frame(j)
+        fig.canvas.draw()
+        w, h = fig.canvas.get_width_height(physical=True)
+        rgb = Image.frombuffer("RGBA", (w, h), fig.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+        gif_frames.append(rgb.quantize(colors=64, method=Image.Quantize.MEDIANCUT))
+    buf = io.BytesIO()
+    gif_frames[0].save(buf, format="gif", save_all=True, append_images=gif_frames[1:], duration=interval,
+                       loop=0 if loop else 1, optimize=False)
+    gif = base64.b64encode(buf.getvalue()).decode("ascii")
+    anim = animation.FuncAnimation(fig, frame, frames=len(keep), interval=interval, blit=False)
+    html = anim.to_jshtml(default_mode="loop" if loop else "once")
+    # the player's <img> starts as the GIF: a picture (moving) wherever its script does not run
+    html, count = re.subn(r'<img id="(_anim_img[0-9a-f]+)">',
+                          lambda m: f'<img id="{m.group(1)}" alt="animation" src="data:image/gif;base64,{gif}">',
+                          html, count=1)
+    if count != 1:                                   # a matplotlib whose template differs: GIF first
+        html = f'<img alt="animation" src="data:image/gif;base64,{gif}">' + html
     return html

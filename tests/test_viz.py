@@ -146,3 +146,35 @@ def test_animate_returns_html():
     assert "<script" in html and "animation" in html.lower()
     with pytest.raises(ValueError):
         viz.animate(torch.randn(3, 5))
+
+
+def _animation_parts(html):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    frames = re.findall(r'frames\[\d+\] = "data:image/png;base64,', html)
+    (gif,) = re.findall(r'<img id="_anim_img[0-9a-f]+" alt="animation" src="data:image/gif;base64,([A-Za-z0-9+/=]+)"',
+                        html)
+    im = Image.open(io.BytesIO(base64.b64decode(gif)))
+    return len(frames), im
+
+
+def test_animate_embeds_its_frames_and_a_gif_that_plays_without_scripts():
+    traj = torch.cumsum(torch.randn(12, 30, 2, generator=torch.Generator().manual_seed(0)), 0) * 0.2
+    html = viz.animate(traj, times=torch.linspace(1, 0, 12))
+    n_png, gif = _animation_parts(html)
+    assert n_png == 12                              # every frame embedded: plays from the stored output
+    assert gif.format == "GIF" and gif.n_frames == 12 and gif.is_animated
+
+
+def test_animate_keeps_at_most_max_frames_and_stays_small():
+    traj = torch.cumsum(torch.randn(201, 300, 2, generator=torch.Generator().manual_seed(1)), 0) * 0.05
+    html = viz.animate(traj, background=torch.randn(500, 2), times=torch.linspace(1, 0, 201))
+    n_png, gif = _animation_parts(html)
+    assert n_png == 60 and gif.n_frames == 60
+    assert len(html) < 2_000_000, len(html)
+    n_png, gif = _animation_parts(viz.animate(traj, max_frames=5))
+    assert n_png == 5 and gif.n_frames == 5

@@ -6,6 +6,10 @@
 Names: {8g, moons}_vp_{x0, eps, score, velocity} (VP linear-beta schedule, one per prediction
 kind; x0 with EDM preconditioning), {8g, moons}_flow (rectified-flow path, CFM, §5.2),
 8g_to_moons (transport eight Gaussians -> moons) and 8g_cond (class-conditional, CFG dropout).
+Chapter 02's twins on the book's 100-step DDPM chain (beta_i^2 = linspace(1e-3, 0.2, 100), beta a
+standard deviation), all trained with i uniform on 1..100: 8g_ddpm100_eps (L_simple, Eq. 2.2.10),
+8g_ddpm100_x0 (x0 with EDM preconditioning, a skip connection) and 8g_ddpm100_x0_noskip (a plain
+x0 network, unweighted: the chapter's example of a failure).
 Builder version "toy/1": bump it when _model, _data or _loss change what a spec means.
 """
 from __future__ import annotations
@@ -14,12 +18,23 @@ from .. import datasets, losses, nets
 from ..schedules import get_schedule
 from ..zoo import Recipe, register
 
-__all__ = ["BUILDER", "TOY_RECIPES", "toy_recipe"]
+__all__ = ["BUILDER", "TOY_RECIPES", "DDPM100", "toy_recipe"]
 
 BUILDER = "toy/1"
 _TRAIN = {"steps": 3000, "batch": 256, "lr": 3e-3, "lr_schedule": "cosine", "ema": 0.999, "clip": 1.0}
 _LOSS_BY_KIND = {"x0": "none", "eps": "none", "score": "sigma2", "velocity": "none"}
 _VP_STEPS = {"x0": 4000, "eps": 3000, "score": 5000, "velocity": 3000}   # score nets must output ~1/sigma: slower
+
+
+def _ddpm100() -> dict:
+    """The schedule spec of chapter 02's chain: L = 100 book-convention betas, beta_i^2 = linspace(1e-3, 0.2, 100)."""
+    import torch
+
+    betas = torch.linspace(1e-3, 0.2, 100, dtype=torch.float64).sqrt()
+    return {"name": "discrete", "betas": betas.tolist(), "beta_is": "std"}
+
+
+DDPM100 = _ddpm100()
 
 
 def _model(spec: dict) -> nets.Predictor:
@@ -51,19 +66,20 @@ def _loss(spec: dict):
         model, x0, c, eps=datasets.sample_2d(source, x0.shape[0], generator=generator).to(x0.device), generator=generator)
 
 
-def toy_recipe(name: str, data: str, kind: str, schedule: str, *, source: str | None = None, n_classes: int = 0,
+def toy_recipe(name: str, data: str, kind: str, schedule: str | dict, *, source: str | None = None, n_classes: int = 0,
                p_uncond: float = 0.0, weighting: str | None = None, p_time: dict | None = None,
                train: dict | None = None, precond: str | None = None, seed: int = 0, description: str = "") -> Recipe:
     """Register a 2D recipe: an MLP (hidden 128, depth 3) trained with spec['train'] on a toy set.
 
     Args:
         name: registry name.  data: a datasets.sample_2d name or "eight_gaussians_labelled".
-        kind: the prediction kind.  schedule: a schedules.get_schedule name.
+        kind: the prediction kind.  schedule: a schedules.get_schedule name, or its keywords as a dict
+            (e.g. {"name": "discrete", "betas": [...], "beta_is": "std"}).
         source: a toy set that replaces the Gaussian noise end (transport).  n_classes: labels (0: none).
         p_uncond: label dropout for CFG.  weighting, p_time, precond: loss and network options.
         train: overrides of the default train.fit keywords.  seed: initial weights and training.
     """
-    sched = {"name": schedule}
+    sched = dict(schedule) if isinstance(schedule, dict) else {"name": schedule}
     # VP: logit-normal times skewed to low noise, where thin structure (moons) is resolved; flow: uniform
     p_time = p_time or ({"name": "uniform", "t_min": 0.0, "t_max": 1.0} if schedule == "flow" else
                         {"name": "logit_normal", "loc": -0.8, "scale": 1.6, "t_min": 1e-3, "t_max": 1.0})
@@ -95,6 +111,19 @@ def _register_all() -> list[Recipe]:
     out.append(toy_recipe("8g_cond", "eight_gaussians_labelled", "velocity", "flow", n_classes=8, p_uncond=0.1,
                           description="class-conditional eight Gaussians (label = mode, 8 = null), "
                                       "CFG label dropout 0.1"))
+    # chapter 02: the same network, steps and time distribution (i uniform on 1..L, DDPM's) for each twin
+    ddpm = {"schedule": DDPM100, "p_time": {"name": "discrete", "L": 100}}
+    out.append(toy_recipe("8g_ddpm100_eps", "eight_gaussians", "eps", **ddpm, train={"steps": 6000},
+                          description="eight_gaussians, the book's 100-step DDPM chain, eps-prediction, "
+                                      "L_simple (Eq. 2.2.10), i uniform"))
+    out.append(toy_recipe("8g_ddpm100_x0", "eight_gaussians", "x0", **ddpm, precond="edm", weighting="edm",
+                          train={"steps": 6000},
+                          description="eight_gaussians, the book's 100-step DDPM chain, x0-prediction with a skip "
+                                      "connection (EDM preconditioning), i uniform"))
+    out.append(toy_recipe("8g_ddpm100_x0_noskip", "eight_gaussians", "x0", **ddpm, weighting="none",
+                          train={"steps": 6000},
+                          description="eight_gaussians, the book's 100-step DDPM chain, plain x0-prediction "
+                                      "(no skip, unweighted), i uniform: the chapter's failure example"))
     return out
 
 

@@ -45,6 +45,13 @@ def _slip_step(model, x, t_cur, t_next):
     return sch.alpha(t_next) * x0 + (1 - sch.alpha(t_next)) ** 0.5 * eps
 
 
+def _no_root(model, x, t_cur, t_next):
+    sch = model.schedule
+    eps = model.predict(x, t_cur, "eps")
+    x0 = (x - (1 - sch.alpha(t_cur) ** 2) * eps) / sch.alpha(t_cur)       # a variance where a std belongs
+    return sch.alpha(t_next) * x0 + sch.sigma(t_next) * eps
+
+
 def _x0_only(model, x, t_cur, t_next):
     return model.predict(x, t_cur, "x0")
 
@@ -66,6 +73,7 @@ WRONG = [
     ("vp_alpha", lambda t: math.exp(-(0.1 * t + 19.9 * t * t) / 2), ["Check the integral B(t)"]),
     ("vp_alpha", lambda t: math.exp(-(0.1 * t + 0.5 * 19.9 * t * t) / 4), ["Check the integral B(t)"]),
     ("vp_alpha", lambda t: math.exp(-0.5 * (0.1 + 19.9 * t)), ["exp(-beta(t) / 2)", "integral of beta"]),
+    ("vp_alpha", lambda t: math.exp(-0.5 * (0.1 * t + 10.0 * t * t)), ["(beta_max - beta_min) / 2 = 9.95"]),
     ("vp_alpha", lambda t: 1 - t, ["at t=0.1 your alpha is 0.9 but should be 0.9467."]),
     ("vp_alpha", lambda t: [t, 1 - t], ["return one number, alpha_t at t=0.1; you returned 2 numbers"]),
     ("forward_noise", lambda x0, eps, t, s: _noise(eps, x0, t, s), ["swapped the roles"]),
@@ -94,6 +102,8 @@ WRONG = [
      ["Return eps with the shape of x_t, (5, 2)"]),
     ("eps_from_x0", lambda x_t, t, x0, s: (x_t - dl.VPLinear().alpha(t) * x0) / dl.VPLinear().sigma(t),
      ["For the cosine schedule", "VP schedule's alpha_t and sigma_t"]),
+    ("eps_from_x0", lambda x_t, t, x0, s: (x_t - s.alpha(t) * x0) / torch.sqrt(1 - s.alpha(t)),
+     ["divided by sqrt(1 - alpha_t)", "sigma_t = sqrt(1 - alpha_t^2)"]),
     ("eps_from_x0", lambda x_t, t, x0, s: x_t / s.sigma(t), ["at t=0.1 and x of shape (5, 2): your eps[0]", "Solve x_t"]),
     ("score_from_eps", lambda eps, t, s: eps / s.sigma(t), ["The sign is off"]),
     ("score_from_eps", lambda eps, t, s: -eps / s.sigma(t) ** 2, ["power of sigma_t"]),
@@ -105,7 +115,7 @@ WRONG = [
     ("ddim_bridges", "b", ["You predicted (b)", "100% of the 10-step samples end in the same mode"]),
     ("ddim_bridges", "d", ["You predicted (d)", "mean radius is 1.93 after 10 steps", "inwards"]),
     ("ddim_bridges", "z", ["answer one letter of 'a', 'b', 'c', 'd'; you gave 'z'"]),
-    ("ddim_port", E.ported_ddim_step, ["For the vp schedule from t=0.9 to t=0.8", "still the port's output"]),
+    ("ddim_port", E.ported_ddim_step, ["For the vp schedule from t=0.5 to t=0.3", "(largest difference", "still the port's output"]),
     ("ddim_port", lambda m, x, s, t: _diffusers_step(m, x, s, t, square_next=False),
      ["x0 is right now, but the re-noising to t_next still treats alpha(t_next) as alphas_cumprod"]),
     ("ddim_port", lambda m, x, s, t: _diffusers_step(m, x, s, t, square_cur=False),
@@ -113,6 +123,7 @@ WRONG = [
     ("ddim_port", _slip_step, ["sqrt(1 - alpha_t) is the mixed-convention slip", "sigma_t = sqrt(1 - alpha_t^2)"]),
     ("ddim_port", _two_calls, ["your x is right, but your step called the model 2 times", "one NFE per step"]),
     ("ddim_port", _x0_only, ["That is x0_hat itself"]),
+    ("ddim_port", _no_root, ["A square root is missing", "sigma_t = sqrt(1 - alpha_t^2)"]),
     ("ddim_port", lambda m, x, s, t: (_diffusers_step(m, x, s, t), {}), ["return only the new x (a tensor)"]),
     ("ddim_port", lambda m, x, s, t: _diffusers_step(m, x, s, t).sum(-1), ["Return x with the shape it came in, (6, 2)"]),
 ]
@@ -192,3 +203,15 @@ def test_the_public_names():
     assert dl.exercises.check_vp_alpha(SOLUTIONS["vp_alpha"]) is True
     assert dl.exercises.check_score_from_eps.chapter == "00"
     assert dl.exercises.ch00.check_ddim_port.chapter == "00"
+
+
+@pytest.mark.parametrize("name", sorted(E.REFERENCES))
+def test_every_reference_passes_its_own_check(name, capsys):
+    ok, out = _run(name, E.REFERENCES[name], capsys)
+    assert ok is True, out
+
+
+def test_reuse_stands_in_with_the_reference(capsys):
+    alpha = E.reuse(lambda t: None, "vp_alpha")
+    assert alpha(0.5) == pytest.approx(float(dl.VPLinear().alpha(0.5)))
+    assert "vp_alpha: not attempted yet" in capsys.readouterr().out

@@ -11,11 +11,14 @@ from .. import samplers
 from ..datasets import eight_gaussians_mixture
 from ..gmm import GaussianMixture
 from ..grids import time_grid
+from ..param import convert
 from ..schedules import Cosine, Schedule, VPLinear
+from ..utils import expand_t
 from ._base import CPU, WrongAnswer, as_array, as_scalar, call, checker, close, example_pair, fmt, yours_or
 
 __all__ = ["check_vp_alpha", "check_forward_noise", "check_eps_from_x0", "check_score_from_eps",
-           "check_ddim_bridges", "check_ddim_port", "BRIDGE_CHOICES", "bridge_stats", "yours_or"]
+           "check_ddim_bridges", "check_ddim_port", "BRIDGE_CHOICES", "bridge_stats", "ported_ddim_step",
+           "REFERENCES", "reuse"]
 
 _TS = (0.1, 0.3, 0.5, 0.8)
 # shapes that tell a per-example answer from one summed or averaged over dimensions: points in 2D
@@ -31,6 +34,26 @@ def _cases(seed: int) -> list[tuple[Schedule, float, torch.Tensor, torch.Tensor]
             x0, eps = example_pair(seed + 10 * i, shape)
             out += [(sch, t, x0, eps) for t in _TS]
     return out
+
+
+def _forward_noise(x0: torch.Tensor, eps: torch.Tensor, t: Any, schedule: Schedule) -> torch.Tensor:
+    return expand_t(schedule.alpha(t), x0) * x0 + expand_t(schedule.sigma(t), x0) * eps
+
+
+# the package's answer to each exercise that later cells reuse (what `reuse` stands in with for a stub)
+REFERENCES: dict[str, Any] = {
+    "vp_alpha": lambda t: float(VPLinear().alpha(t)),
+    "forward_noise": _forward_noise,
+    "eps_from_x0": lambda x_t, t, x0_hat, schedule: convert(schedule, x_t, t, x0_hat, "x0", "eps"),
+    "score_from_eps": lambda eps_hat, t, schedule: -eps_hat / expand_t(schedule.sigma(t), eps_hat),
+    "ddim_port": lambda model, x, t_cur, t_next: samplers.solve(model, x, [t_cur, t_next], "ddim"),
+}
+
+
+def reuse(fn: Any, name: str) -> Any:
+    """Your answer `fn` to exercise `name`, for the cells that build on it; while it is a stub the package's
+    answer (REFERENCES[name]) stands in and says so once, so the student copy runs top to bottom."""
+    return yours_or(fn, REFERENCES[name], name)
 
 
 def _where(sch: Schedule, t: float, x: torch.Tensor) -> str:
@@ -53,6 +76,9 @@ def check_vp_alpha(fn: Any) -> tuple[bool, str]:
             elif math.isclose(got, math.exp(-(0.1 * t + 0.5 * 19.9 * t * t) / 4), rel_tol=1e-3) or \
                     math.isclose(got, math.exp(-(0.1 * t + 19.9 * t * t) / 2), rel_tol=1e-3):
                 hint = " Check the integral B(t) = beta_min t + (beta_max - beta_min) t^2 / 2."
+            elif math.isclose(got, math.exp(-0.5 * (0.1 * t + 10.0 * t * t)), rel_tol=1e-5):
+                hint = (" Close: the t^2 term of the integral carries (beta_max - beta_min) / 2 = 9.95,"
+                        " not beta_max / 2.")
             elif math.isclose(got, math.exp(-0.5 * (0.1 + 19.9 * t)), rel_tol=1e-3):
                 hint = (" That is exp(-beta(t) / 2): the exponent needs the integral of beta from 0 to t,"
                         " not the rate beta(t) at the end point.")
@@ -72,10 +98,8 @@ def check_forward_noise(fn: Any) -> tuple[bool, str]:
         cases.append((VPLinear(), torch.linspace(0.15, 0.85, shape[0], dtype=torch.float64), x0, eps))
     for sch, t, x0, eps in cases:
         per_example = isinstance(t, torch.Tensor)
-        a, s = sch.alpha(t), sch.sigma(t)
-        if per_example:
-            a, s = a.reshape(-1, *[1] * (x0.dim() - 1)), s.reshape(-1, *[1] * (x0.dim() - 1))
-        want = a * x0 + s * eps
+        a, s = expand_t(sch.alpha(t), x0), expand_t(sch.sigma(t), x0)
+        want = _forward_noise(x0, eps, t, sch)
         where = (f"With one time per example (t = {fmt(t)}) and x0 of shape {tuple(x0.shape)}" if per_example
                  else _where(sch, t, x0))
         try:
@@ -132,6 +156,9 @@ def check_eps_from_x0(fn: Any) -> tuple[bool, str]:
             hint = " Divide by sigma_t, not by its square."
         elif close(got, (x_t - x0) / s):
             hint = " Scale x0_hat by alpha_t before subtracting it: x_t holds alpha_t x0, not x0."
+        elif close(got, (x_t - a * x0) / torch.sqrt(1 - a)):
+            hint = (" You divided by sqrt(1 - alpha_t), Ho et al.'s noise scale for their bar-alpha; with the"
+                    " book's alpha_t (a scale) the noise scale is sigma_t = sqrt(1 - alpha_t^2).")
         elif sch.name != "vp" and close(got, (x_t - VPLinear().alpha(t) * x0) / VPLinear().sigma(t)):
             hint = " That uses the VP schedule's alpha_t and sigma_t: use the schedule you are given."
         return False, (f"{_where(sch, t, x0)}: your eps[0] is {fmt(as_array(got)[0])} but should be {fmt(eps[0])}."
@@ -254,7 +281,7 @@ def _port_cases() -> list[tuple[Any, torch.Tensor, float, float]]:
                             stds=0.3).model(Cosine())
     out = []
     for model, dim in ((eight, 2), (three, 3)):
-        for t_cur, t_next in ((0.9, 0.8), (0.5, 0.3), (0.2, 0.05)):
+        for t_cur, t_next in ((0.5, 0.3), (0.2, 0.05), (0.9, 0.8)):
             x = model.schedule.sample_prior((6, dim), generator=g, dtype=torch.float64)
             out.append((model, x, t_cur, t_next))
     return out
@@ -269,7 +296,7 @@ def check_ddim_port(fn: Any) -> tuple[bool, str]:
         if isinstance(got, tuple):
             raise WrongAnswer("return only the new x (a tensor), not a tuple; the package's steps also "
                               "return a state, this exercise does not")
-        want = samplers.solve(model, x, [t_cur, t_next], "ddim")
+        want = REFERENCES["ddim_port"](model, x, t_cur, t_next)
         where = f"For the {model.schedule.name} schedule from t={t_cur} to t={t_next} and x of shape {tuple(x.shape)}"
         if close(got, want, rtol=1e-6, atol=1e-8):
             if counted.calls != 1:
@@ -296,8 +323,16 @@ def check_ddim_port(fn: Any) -> tuple[bool, str]:
         elif close(got, a_n * x0_right + math.sqrt(1 - a_n) * eps):
             hint = (" Nearly: the noise coefficient sqrt(1 - alpha_t) is the mixed-convention slip; with the"
                     " book's alpha_t (a scale) it is sigma_t = sqrt(1 - alpha_t^2).")
+        elif close(got, a_n * (x - s_t ** 2 * eps) / a_t + s_n * eps) or \
+                close(got, a_n * x0_right + s_n ** 2 * eps):
+            hint = (" A square root is missing: 1 - alpha_prod is a variance, and the noise coefficient is its"
+                    " square root, sigma_t = sqrt(1 - alpha_t^2).")
         elif close(got, x0_right):
             hint = " That is x0_hat itself: DDIM re-noises it to t_next with the same eps_hat."
+        if as_array(got).shape == tuple(x.shape):
+            gap = float(abs(as_array(got) - as_array(want)).max())
+            return False, (f"{where}: your x[0] is {fmt(as_array(got)[0])} but should be {fmt(want[0])} "
+                           f"(largest difference {gap:.2g}).{hint}")
         return False, f"{where}: your x[0] is {fmt(as_array(got)[0])} but should be {fmt(want[0])}.{hint}"
     return True, ("your step matches dl.samplers' DDIM for two schedules and dimensions, at high and low noise, "
                   "with one model call per step.")

@@ -366,7 +366,7 @@ class Explorer:
         """Render the figure into its Agg canvas: the cached background plus the animated artists,
         or everything when the background is out of date (or nothing is animated)."""
         fig, canvas = self.fig, self.fig.canvas
-        live = [a for a in self._animated if a.figure is fig and (a.axes is None or a.axes in fig.axes)]
+        live = [a for a in self._animated if _in_figure(a, fig)]   # removed or replaced ones drop out
         self._animated = live
         if not live or self.message is not None:
             canvas.draw()
@@ -436,6 +436,13 @@ class Explorer:
         bundle["image/png"] = base64.b64encode(self.png(compress_level=6)).decode("ascii")
         bundle["text/plain"] = f"<{type(self).__name__}: {_describe(self.values)}>"
         return bundle
+
+
+def _in_figure(a: Any, fig: Figure) -> bool:
+    ax = a.axes
+    if ax is not None:
+        return ax in fig.axes and a in ax.get_children()
+    return a in fig.get_children()
 
 
 def _describe(values: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ __all__ = ["ScheduleExplorer", "digit_image"]
 CURVES = {"alpha_sigma": r"$\alpha_t$ (solid), $\sigma_t$ (dashed)",
           "snr": r"SNR $=\alpha_t^2/\sigma_t^2$",
           "lam": r"$\lambda_t=\log(\alpha_t/\sigma_t)$"}
-ZOOMS = (3.5, 7.0, 15.0, 30.0, 60.0, 120.0)      # half-widths of the x_t panel (steps, so the frame rarely moves)
+ZOOMS = (4.0, 6.0, 10.0, 15.0, 25.0, 40.0, 60.0, 120.0)      # half-widths of the x_t panel (steps, so the frame rarely moves)
 
 
 def digit_image(index: int = 0) -> torch.Tensor:
@@ -119,11 +119,16 @@ class ScheduleExplorer(Explorer):
         self._lines = {}
         for k, name in enumerate(self._schedules):
             c = f"C{k % 10}"
-            self._lines[name] = (ax0.plot([], [], color=c, lw=1.6)[0], ax0.plot([], [], "--", color=c, lw=1.4)[0])
+            self._lines[name] = (self.animated(ax0.plot([], [], color=c, lw=1.6)[0]),
+                                 self.animated(ax0.plot([], [], "--", color=c, lw=1.4)[0]))
         self._tline = self.animated(ax0.axvline(0.0, color="k", lw=0.8))
         self._dots = self.animated(ax0.scatter([], [], s=22, zorder=5, edgecolors="k", linewidths=0.5))
         ax0.set_xlabel("t  (0 = data, 1 = noise)")
         ax0.set_xlim(0.0, 1.0)
+        self._ranges = {}                        # y-range of each curve over ALL the schedules: a fixed frame
+        for curve in ("alpha", "sigma", "snr", "lam"):
+            ys = np.concatenate([c[curve][np.isfinite(c[curve])] for c in self.curves.values()])
+            self._ranges[curve] = (float(ys.min()), float(ys.max()))
         ax1.scatter(self._x0_np[:, 0], self._x0_np[:, 1], s=1.5, color="0.8", label="$x_0$")
         self._points = self.animated(ax1.scatter([], [], s=2.5, color="C0"))
         ax1.set_aspect("equal", adjustable="box")
@@ -135,8 +140,33 @@ class ScheduleExplorer(Explorer):
         self._title2 = self.animated(ax2.set_title(" ", fontsize=10))
         self._legend_key = None
 
-    def static_key(self, data: Any, values: dict[str, Any]) -> Any:
-        return self._legend_key
+    def _frame(self, curve: str, chosen: tuple[str, ...]) -> None:
+        """The curve axes' scale and limits: fixed per curve kind (over all the schedules, so that
+        choosing schedules does not move the frame); alpha/sigma on a symlog scale only while a
+        chosen schedule's sigma_t goes far above 1 (VE, EDM)."""
+        ax0 = self.fig.axes[0]
+        if curve == "alpha_sigma":
+            smax = max(float(np.nanmax(self.curves[n]["sigma"])) for n in chosen)
+            if smax > 1.5:
+                ax0.set_yscale("symlog", linthresh=1.0, linscale=1.5)
+                ax0.set_ylim(0.0, self._ranges["sigma"][1] * 1.3)
+            else:
+                ax0.set_yscale("linear")
+                ax0.set_ylim(-0.03, 1.05)
+            ax0.set_ylabel("coefficient")
+        elif curve == "snr":
+            lo, hi = self._ranges["snr"]
+            ax0.set_yscale("log")
+            ax0.set_ylim(lo / 3, hi * 3)
+            ax0.set_ylabel(CURVES[curve])
+        else:
+            lo, hi = self._ranges["lam"]
+            ax0.set_yscale("linear")
+            pad = 0.05 * (hi - lo + 1e-9)
+            ax0.set_ylim(lo - pad, hi + pad)
+            ax0.set_ylabel(CURVES[curve])
+        ax0.set_title({"alpha_sigma": r"signal $\alpha_t$ and noise $\sigma_t$", "snr": "signal-to-noise ratio",
+                       "lam": r"half log-SNR $\lambda_t$"}[curve], fontsize=10)
 
     def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
         if not hasattr(self, "_lines"):
@@ -144,7 +174,6 @@ class ScheduleExplorer(Explorer):
         ax0, ax1, _ = self.fig.axes[:3]
         curve, chosen, t = values["curve"], data["schedules"], data["t"]
         tc = self.curve_times(curve)
-        ys, ymax = [], 0.0
         for name, (la, ls) in self._lines.items():
             on = name in chosen
             c = self.curves[name]
@@ -155,36 +184,16 @@ class ScheduleExplorer(Explorer):
                 ls.set_data(tc, c["sigma"])
             else:
                 la.set_data(tc, c[curve])
-            if on:
-                ys += [c["alpha"], c["sigma"]] if curve == "alpha_sigma" else [c[curve]]
-        finite = np.concatenate([y[np.isfinite(y)] for y in ys])
-        if curve == "alpha_sigma":
-            ymax = float(finite.max())
-            if ymax > 1.5:                       # VE / EDM: sigma_t far above 1, keep [0, 1] readable
-                ax0.set_yscale("symlog", linthresh=1.0, linscale=1.5)
-                ax0.set_ylim(0.0, ymax * 1.3)
-            else:
-                ax0.set_yscale("linear")
-                ax0.set_ylim(-0.03, 1.05 * max(ymax, 1.0))
-        elif curve == "snr":
-            ax0.set_yscale("log")
-            ax0.set_ylim(finite.min() / 3, finite.max() * 3)
-        else:
-            ax0.set_yscale("linear")
-            pad = 0.05 * (finite.max() - finite.min() + 1e-9)
-            ax0.set_ylim(finite.min() - pad, finite.max() + pad)
-        ax0.set_ylabel(CURVES[curve] if curve != "alpha_sigma" else "coefficient")
-        legend_key = (curve, chosen)
-        if legend_key != self._legend_key:
+        if (curve, chosen) != self._legend_key:
+            self._frame(curve, chosen)
             handles = [Line2D([], [], color=self._lines[n][0].get_color(), lw=2, label=n) for n in chosen]
             if curve == "alpha_sigma":
                 handles += [Line2D([], [], color="0.3", lw=1.5, label=r"$\alpha_t$"),
                             Line2D([], [], color="0.3", lw=1.5, ls="--", label=r"$\sigma_t$")]
-            ax0.legend(handles=handles, fontsize=8, loc="best" if curve != "alpha_sigma" else "center right",
-                       framealpha=0.85, handlelength=1.6)
-            ax0.set_title({"alpha_sigma": r"signal $\alpha_t$ and noise $\sigma_t$", "snr": "signal-to-noise ratio",
-                           "lam": r"half log-SNR $\lambda_t$"}[curve], fontsize=10)
-            self._legend_key = legend_key
+            legend = ax0.legend(handles=handles, fontsize=8, framealpha=0.85, handlelength=1.6,
+                                loc="center right" if curve == "alpha_sigma" else "upper right")
+            self.animated(legend)
+            self._legend_key = (curve, chosen)
         # the values at t: the vertical line and a dot on each drawn curve
         self._tline.set_xdata([t, t])
         offs, cols = [], []
@@ -204,7 +213,7 @@ class ScheduleExplorer(Explorer):
         # forward noising under the first chosen schedule
         name = chosen[0]
         a, s = data["alpha_t"][name], data["sigma_t"][name]
-        need = self._x0_max * max(1.0, abs(a)) + 2.5 * s
+        need = self._x0_max * abs(a) + 2.0 * s
         lim = next((z for z in ZOOMS if z >= need), ZOOMS[-1])
         ax1.set_xlim(-lim, lim)
         ax1.set_ylim(-lim, lim)

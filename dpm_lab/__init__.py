@@ -4,20 +4,31 @@
     sched = dl.VPLinear()
     gmm = dl.datasets.eight_gaussians_mixture()
     eps = gmm.eps(x_t, t, sched)          # exact E[eps | x_t]
+
+Layers, bottom up (docs/DESIGN.md; tests/test_layers.py holds the arrows): math core, ground
+truth, data and storage, learning, sampling, beyond, recipes, seeing. `course` (tooling) is not
+imported here: run it as `python -m dpm_lab.course`.
 """
-from . import datasets, gmm, grids, param, schedules, utils  # math core, ground truth, data
-from . import digit_eval, images, store  # image data, storage and evaluation
-from . import dynamics, fast_solvers, guidance, likelihood, samplers  # sampling
-from . import losses, metrics, nets, train, zoo  # learning and metrics
-from . import recipes  # registers every recipe (toy, images, classifiers) in the zoo
-from . import exercises, notebook, viz, widgets  # seeing (course, the tooling, is not imported here)
+# math core, ground truth, data and storage
+from . import datasets, gmm, grids, images, param, schedules, store, utils
+
+# learning and sampling
+from . import losses, nets, train, zoo
+from . import dynamics, fast_solvers, guidance, likelihood, samplers, steps
+
+# beyond, recipes (importing them registers every recipe in the zoo), seeing
+from . import digit_eval, metrics
+from . import recipes
+from . import exercises, notebook, viz, widgets
+
 from .gmm import GaussianMixture, MixtureModel, PointSet
 from .grids import GRIDS, time_grid
-from .samplers import SOLVERS, sample, solve, trajectory
-from .param import KINDS, Model, all_predictions, convert, error_scale, pf_ode_drift, target_coefficients, to_x0_eps
-from .schedules import (EDM, SCHEDULES, Cosine, DiscreteSchedule, RectifiedFlow, Schedule, Trig, VEGeometric,
-                        VPLinear, get_schedule)
 from .notebook import choose_threads, setup_notebook
+from .param import (KINDS, TABLE, Model, all_predictions, coefficients, convert, error_scale, pf_ode_drift,
+                    target_coefficients, to_x0_eps)
+from .samplers import SOLVERS, Solver, sample, solve, steps_for_nfe, trajectory
+from .schedules import (EDM, SCHEDULES, Coeffs, Cosine, DiscreteSchedule, RectifiedFlow, Schedule, Trig,
+                        VEGeometric, VPLinear, get_schedule)
 from .utils import as_time, check_x, device, expand_t, seed
 
 __version__ = "0.1.0"

@@ -22,7 +22,8 @@ Order policies (measured in benchmarks/solvers.py; they matter at small NFE):
     one before at most 2: `lower_order_final=True`, as in diffusers), and each step drops to
     order 1 where its log-SNR step is more than `max_step_ratio` (2) times the previous one, so
     the polynomial is never extrapolated far beyond the points it was fitted to (this is what
-    keeps dpmpp_3m stable on a uniform-t grid, whose last step is many times the others);
+    keeps dpmpp_3m stable on a uniform-t grid, whose last step is many times the others); the
+    third-order term is used only on steps of at most `max_h_order3` (1) in lambda;
   * single-step DPM-Solver-k takes `order` per step; its plan uses [k, ..., k, 1] (order 2 while
     the run has at most 3 steps), so dpm_solver_3 at NFE 5 runs orders [2, 2, 1], not one
     third-order step; `orders=[...]` sets the schedule by hand.
@@ -36,12 +37,13 @@ import torch
 
 from .steps import Solver, begin, coeffs, need, noise, time_at_lam, x0_eps
 
-__all__ = ["LOWER_ORDER_FINAL_BELOW", "MAX_STEP_RATIO", "FAST_SOLVERS", "phi_int", "psi_int", "taylor_from_history",
+__all__ = ["LOWER_ORDER_FINAL_BELOW", "MAX_STEP_RATIO", "MAX_H_ORDER3", "FAST_SOLVERS", "phi_int", "psi_int", "taylor_from_history",
            "dpm_solver_1_step", "dpm_solver_2_step", "dpm_solver_3_step", "dpm_solver_step", "deis_step",
            "dpmpp_2s_step", "dpmpp_2m_step", "dpmpp_3m_step", "edm_step", "multistep_plan", "singlestep_plan"]
 
 LOWER_ORDER_FINAL_BELOW = 15   # runs with fewer steps lower the order of their final steps (diffusers' rule)
 MAX_STEP_RATIO = 2.0           # a multistep step longer than this many previous steps (in lambda) uses order 1
+MAX_H_ORDER3 = 1.0             # third-order multistep terms only on steps of at most this length in lambda
 
 
 # -- the exact kernel integrals and the history polynomial ---------------------------------------------
@@ -88,12 +90,17 @@ def _check_order(order: int, allowed: tuple[int, ...], method: str) -> None:
         raise ValueError(f"{method}: order must be one of {', '.join(map(str, allowed))}, got {order!r}")
 
 
-def _effective_order(hist: list, lam_s: float, h: float, order: int, max_step_ratio: float | None) -> int:
-    """The order a multistep step can afford: 1 if this step is more than max_step_ratio times the last one."""
+def _effective_order(hist: list, lam_s: float, h: float, order: int, max_step_ratio: float | None,
+                     max_h_order3: float | None = None) -> int:
+    """The order a multistep step can afford: 1 if this step is more than max_step_ratio times the last
+    one (in lambda), at most 2 if it is longer than max_h_order3 (x0 and eps change over O(1) in lambda,
+    so a cubic extrapolated over a longer step only adds error)."""
     if order > 1 and max_step_ratio is not None and hist and math.isfinite(h) and math.isfinite(hist[0][0]):
         h_prev = lam_s - hist[0][0]
         if h_prev != 0 and h / h_prev > max_step_ratio:
             return 1
+    if order == 3 and max_h_order3 is not None and abs(h) > max_h_order3:
+        return 2
     return order
 
 
@@ -163,21 +170,21 @@ def dpm_solver_step(model, x: torch.Tensor, s: float, t: float, *, state: dict |
 
 # -- DEIS (noise form, multistep, §9.3) -----------------------------------------------------------------
 def deis_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
-              generator: torch.Generator | None = None, order: int = 3,
-              max_step_ratio: float | None = MAX_STEP_RATIO) -> tuple[torch.Tensor, dict]:
+              generator: torch.Generator | None = None, order: int = 3, max_step_ratio: float | None = MAX_STEP_RATIO,
+              max_h_order3: float | None = MAX_H_ORDER3) -> tuple[torch.Tensor, dict]:
     """DEIS (exponential Adams-Bashforth in lambda): integrate the Lagrange polynomial of past eps exactly.
 
     x_t = (alpha_t/alpha_s) x_s - sigma_t sum_k h^{k+1} phi_{k+1}(h) eps^{(k)}(lambda_s)   (§9.3, §9.4.2)
     with eps^{(k)} the derivatives of the polynomial through the last `order` eps values
     (warm-up: lower order while the history is short; order 1 where the step is more than
-    max_step_ratio times the previous one).  order = 1 is DDIM.
+    max_step_ratio times the previous one, at most 2 where h > max_h_order3).  order = 1 is DDIM.
     """
     _check_order(order, (1, 2, 3), "deis")
     cs, ct, state = begin(model, s, t, state, "deis")
     need(cs.alpha > 0 and ct.sigma > 0, "alpha_s > 0 and sigma_t > 0", "deis")
     _, eps = x0_eps(model, x, cs.t, state)
     h = ct.lam - cs.lam
-    order = _effective_order(state["hist"], cs.lam, h, order, max_step_ratio)
+    order = _effective_order(state["hist"], cs.lam, h, order, max_step_ratio, max_h_order3)
     state["hist"] = [(cs.lam, eps)] + state["hist"][:2]
     d = taylor_from_history(state["hist"], order)
     return ct.alpha / cs.alpha * x - ct.sigma * sum(phi_int(k, h) * dk for k, dk in enumerate(d)), state
@@ -232,19 +239,20 @@ def dpmpp_2m_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | N
 
 def dpmpp_3m_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                   generator: torch.Generator | None = None, order: int = 3,
-                  max_step_ratio: float | None = MAX_STEP_RATIO) -> tuple[torch.Tensor, dict]:
+                  max_step_ratio: float | None = MAX_STEP_RATIO, max_h_order3: float | None = MAX_H_ORDER3
+                  ) -> tuple[torch.Tensor, dict]:
     """DPM-Solver++(3M): exponential Adams-Bashforth on x0 in lambda, Lagrange polynomial integrated exactly.
 
     x_t = (sigma_t/sigma_s) x_s + alpha_t sum_k psi_k(h) x0^{(k)}(lambda_s),
     psi_k(h) = int_0^h e^{-(h-u)} u^k/k! du  (§9.5; DEIS in the data form, §9.6.2); order 1 where the
-    step is more than max_step_ratio times the previous one.
+    step is more than max_step_ratio times the previous one, at most 2 where h > max_h_order3.
     """
     _check_order(order, (1, 2, 3), "dpmpp_3m")
     cs, ct, state = begin(model, s, t, state, "dpmpp_3m")
     need(cs.sigma > 0, "sigma_s > 0 at the noisier time s", "dpmpp_3m")
     x0, _ = x0_eps(model, x, cs.t, state)
     h = ct.lam - cs.lam
-    order = _effective_order(state["hist"], cs.lam, h, order, max_step_ratio)
+    order = _effective_order(state["hist"], cs.lam, h, order, max_step_ratio, max_h_order3)
     state["hist"] = [(cs.lam, x0)] + state["hist"][:2]
     d = taylor_from_history(state["hist"], order) if math.isfinite(h) else [x0]
     return ct.sigma / cs.sigma * x + ct.alpha * sum(psi_int(k, h) * dk for k, dk in enumerate(d)), state

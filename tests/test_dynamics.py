@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dpm_lab import dynamics, gmm, grids, samplers, schedules
+from dpm_lab import dynamics, gmm, grids, samplers, schedules, steps
 
 N = 4000
 T_END = 0.02
@@ -47,7 +47,7 @@ def test_forward_sde_reproduces_the_kernel(gen):
 def vp_setup():
     sched = schedules.VPLinear()
     mix = _mixture()
-    marg = mix.marginal(sched, T_END)
+    marg = mix.marginal(T_END, sched)
     x1 = torch.randn(N, 2, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
     grid = grids.time_grid(sched, 200, "uniform", t_min=T_END)
     return mix.model(sched), x1, grid, marg.mean(), marg.cov()
@@ -109,10 +109,47 @@ def test_langevin_stationary_variance(gen):
 def test_predictor_corrector(vp_setup):
     model, x1, grid, mean, cov = vp_setup
     sub = grid[::4]
-    x = dynamics.predictor_corrector(model, x1, sub, predictor="ddim", corrector_steps=1, snr=0.16,
-                                     generator=torch.Generator().manual_seed(3))
-    assert torch.isfinite(x).all()
+    pc = dynamics.predictor_corrector(samplers.SOLVERS["ddim"], corrector_steps=1, snr=0.16)
+    assert isinstance(pc, steps.Solver) and pc.stochastic and pc.nfe_per_step == 2 and pc.name == "pc(ddim)"
+    recs = list(samplers.sample(model, x1, sub, pc, generator=torch.Generator().manual_seed(3)))
+    x = recs[-1].x
+    assert torch.isfinite(x).all() and recs[-1].nfe == 2 * (len(sub) - 1)
     assert _moment_z(x, mean, cov) < 4
+    named = samplers.solve(model, x1, sub, "pc", predictor="ddim", generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(named, x)                               # the registered 'pc' by name: same run
+
+
+def test_predictor_corrector_keeps_the_predictors_plan(vp_setup):
+    model, x1, _, _, _ = vp_setup
+    pc = dynamics.predictor_corrector(samplers.SOLVERS["dpmpp_2m"], corrector_steps=0)
+    assert [o["order"] for o in pc.step_options(4)] == [2, 2, 2, 1]
+    grid = grids.time_grid(model.schedule, 4, "lambda")
+    torch.testing.assert_close(samplers.solve(model, x1, grid, pc), samplers.solve(model, x1, grid, "dpmpp_2m"))
+
+
+def test_annealed_langevin_runs_through_the_driver(gen):
+    """The driver's annealed_langevin visits the grid's levels after the first, eta = step_ratio sigma_t^2."""
+    mix = gmm.GaussianMixture([0.8, 0.2], [[-4.0], [4.0]], stds=0.5)
+    ve = schedules.VEGeometric(0.01, 20.0)
+    levels = ve.inv_lam(-torch.linspace(math.log(20.0), math.log(0.1), 30, dtype=torch.float64))
+    x = 20 * torch.randn(N, 1, generator=gen, dtype=torch.float64)
+    recs = list(samplers.sample(mix.model(ve), x, levels, "annealed_langevin", n_steps=30, step_ratio=0.1,
+                                generator=torch.Generator().manual_seed(0)))
+    assert recs[-1].nfe == 29 * 30 and recs[-1].x0_pred.shape == x.shape
+    xa = recs[-1].x
+    assert abs((xa < 0).double().mean().item() - 0.8) < 0.05
+    assert abs(xa[xa < 0].std().item() - 0.5) < 0.1
+    again = dynamics.annealed_langevin(mix.model(ve), x, levels[1:], n_steps=30, delta=0.1 * 0.1 ** 2,
+                                       generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again, xa)      # the function form over levels[1:] is the same chain
+
+
+def test_pf_ode_solve_encodes_and_decodes(vp_setup):
+    model, x1, _, _, _ = vp_setup
+    x = x1[:16]
+    z = dynamics.pf_ode_solve(model, x, 1.0, 0.3)
+    torch.testing.assert_close(dynamics.pf_ode_solve(model, z, 0.3, 1.0), x, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(z, model.mixture.flow_map(x, 1.0, 0.3, model.schedule), rtol=1e-7, atol=1e-7)
 
 
 def test_bad_inputs(gen):
@@ -128,7 +165,15 @@ def test_bad_inputs(gen):
         dynamics.annealed_langevin(model, x, [0.1, 0.5], generator=gen)
     with pytest.raises(ValueError, match="step_size"):
         dynamics.langevin(lambda y: y, x, 10, 0.0)
-    with pytest.raises(ValueError, match="unknown predictor"):
-        dynamics.predictor_corrector(model, x, [1.0, 0.5], predictor="nope")
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        samplers.solve(model, x, [1.0, 0.5], "pc", predictor="nope")
+    with pytest.raises(TypeError, match="solver name"):
+        dynamics.predictor_corrector("ddim")
+    with pytest.raises(ValueError, match="corrector_steps"):
+        samplers.solve(model, x, [1.0, 0.5], "pc", corrector_steps=-1, generator=gen)
+    with pytest.raises(ValueError, match="step_ratio"):
+        samplers.solve(model, x, [1.0, 0.5], "annealed_langevin", step_ratio=0.0, generator=gen)
+    with pytest.raises(ValueError, match="gamma_sde runs from the noisier time s to a cleaner t < s"):
+        dynamics.gamma_sde_step(model, x, 0.2, 0.5, generator=gen)
     with pytest.raises(ValueError, match="alpha"):   # f is undefined where alpha = 0
         dynamics.reverse_drift(_mixture().model(schedules.RectifiedFlow()), x, 1.0)

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from dpm_lab import gmm, likelihood as lk, schedules
+from dpm_lab import gmm, param, schedules
+from dpm_lab import likelihood as lk
 
 
 def _mixture():
@@ -31,11 +32,56 @@ def test_pf_ode_likelihood_matches_closed_form(mix, sched, gen):
     assert (lk.log_likelihood(model, x0, t_min=0.0) - mix.log_prob(x0)).abs().max() < tol
 
 
+class EpsNet(param.Model):
+    """A stand-in network predicting eps only, as a trained one would (its velocity needs sigma_t')."""
+
+    kind = "eps"
+
+    def __init__(self, mixture, schedule):
+        self.mixture, self.schedule = mixture, schedule
+
+    def raw(self, x_t, t, c=None):
+        return self.mixture.eps(x_t, t, self.schedule)
+
+
+@pytest.mark.parametrize("sched", [schedules.VPLinear(), schedules.Cosine(), schedules.EDM(sigma_max=20.0),
+                                   schedules.RectifiedFlow()], ids=lambda s: s.name)
+def test_the_default_is_the_data_log_density(sched, gen):
+    """log_likelihood(model, x) is log p_0(x): integrated from t = 0 for exact models on every schedule."""
+    mix = _mixture()
+    model = mix.model(sched)
+    x0 = mix.sample(6, generator=gen, dtype=torch.float64)
+    assert lk.data_time(model, x0) == 0.0
+    res = lk.log_likelihood(model, x0, prior=lambda x: mix.log_prob_t(x, 1.0, sched), details=True)
+    assert isinstance(res, lk.Likelihood) and res.t_min == 0.0 and res.t_max == 1.0 and res.x_T.shape == x0.shape
+    torch.testing.assert_close(res.logp, mix.log_prob(x0), rtol=0, atol=1e-5)
+    if sched.name == "vp":    # p_{t_eps} differs from p_0 by 10x the tolerance above: the default matters
+        early = lk.log_likelihood(model, x0, t_min=sched.t_eps, prior=lambda x: mix.log_prob_t(x, 1.0, sched))
+        assert (early - mix.log_prob(x0)).abs().max() > 1e-4
+
+
+def test_where_the_field_diverges_at_0_the_time_is_t_eps_and_said(gen):
+    """An eps-network on VP: v = alpha' x0 + sigma' eps with sigma' = inf at t = 0, so t_min = t_eps."""
+    mix = _mixture()
+    vp = schedules.VPLinear()
+    x0 = mix.sample(4, generator=gen, dtype=torch.float64)
+    net = EpsNet(mix, vp)
+    assert lk.data_time(net, x0) == vp.t_eps
+    res = lk.log_likelihood(net, x0, prior=lambda x: mix.log_prob_t(x, 1.0, vp), details=True)
+    assert res.t_min == vp.t_eps
+    torch.testing.assert_close(res.logp, mix.log_prob_t(x0, vp.t_eps, vp), rtol=0, atol=1e-5)
+    edm = schedules.EDM(sigma_max=20.0)                 # sigma_t linear near 0: finite at t = 0
+    assert lk.data_time(EpsNet(mix, edm), x0) == 0.0
+    pts = gmm.PointSet(mix.sample(5, generator=gen, dtype=torch.float64))
+    assert lk.data_time(pts.model(vp), x0) == vp.t_eps  # a point set has no density at t = 0
+
+
 def test_sign_matters(gen):
     """Flipping the sign of the divergence integral (the book's slip) is far off."""
     mix, sched = _mixture(), schedules.VPLinear()
     x0 = mix.sample(6, generator=gen, dtype=torch.float64)
-    logp, x_T = lk.log_likelihood(mix.model(sched), x0, t_min=0.0, return_x_T=True)
+    res = lk.log_likelihood(mix.model(sched), x0, details=True)
+    logp, x_T = res.logp, res.x_T
     prior = lk.gaussian_log_prob(x_T, 1.0)
     wrong = prior - (logp - prior)
     assert (wrong - mix.log_prob(x0)).abs().min() > 1.0
@@ -110,6 +156,7 @@ def test_encode_decode_round_trip(gen):
     z = lk.encode(model, x0)
     assert (z - x0).abs().max() > 0.5
     torch.testing.assert_close(lk.decode(model, z), x0, rtol=0, atol=1e-7)
+    torch.testing.assert_close(z, mix.flow_map(x0, 0.0, 1.0, sched), rtol=1e-7, atol=1e-7)   # from t = 0
 
 
 def test_bad_inputs(gen):

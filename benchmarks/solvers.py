@@ -8,6 +8,38 @@ are discretisation error only.
 
     OMP_NUM_THREADS=1 python benchmarks/solvers.py            # full table (a few minutes on 1 core)
     OMP_NUM_THREADS=1 python benchmarks/solvers.py --quick    # 2D only, NFE <= 50
+    OMP_NUM_THREADS=1 python benchmarks/solvers.py --policies # grids x lower-order-final: the defaults' evidence
+    OMP_NUM_THREADS=1 python benchmarks/solvers.py --diffusers  # side by side with diffusers' schedulers
+
+Every run uses the package's plans (lower-order final steps, order schedules) at the number of steps
+`samplers.steps_for_nfe(method, nfe)` gives.
+
+--policies measures DPM-Solver++(2M), DPM-Solver++(3M) and DEIS on the four grids (uniform, lambda,
+edm, quadratic), with and without lower-order final steps, on the 2D mixture under VP, EDM and flow;
+the per-sample RMSE sqrt(mean_b ||x_b - x_ref,b||^2) at NFE 5, 10, 20.  This is what chose
+grids.default_spacing and the multistep plans.
+
+--diffusers (needs `pip install diffusers`, a benchmark-only dependency that the package and the
+tests never import; it does not pull a new torch: check with `pip install --dry-run diffusers`)
+drives diffusers' DDIMScheduler, DPMSolverMultistepScheduler (orders 2 and 3),
+UniPCMultistepScheduler and DEISMultistepScheduler with the EXACT eps of the 2D mixture under
+dl.VPLinear(), and prints the per-sample RMSE against the exact PF-ODE solution (the mixture's
+flow_map, DOP853 at rtol 1e-12) beside ours at NFE 5, 10, 20.  How times are matched:
+  * diffusers' 1000 training steps are given trained_betas with alphas_cumprod[k] = alpha_{t}^2 at
+    t = (k + 1)/1000 of VPLinear (beta_k = 1 - alpha_{t_{k+1}}^2 / alpha_{t_k}^2, t_k = k/1000), so
+    diffusers' index k is our continuous time t = (k + 1)/1000 and its sigma_k = sqrt((1 -
+    alphas_cumprod[k]) / alphas_cumprod[k]) is our sigma_t / alpha_t = exp(-lambda_t);
+  * before each step the model output is our exact eps*(x, t) at the time the scheduler is at:
+    t = VPLinear.inv_lam(-log sigma) from the scheduler's own `sigmas[i]` (DDIM, which has none, at
+    t = (timestep + 1)/1000); diffusers' x_t is in the same variance-preserving units as ours;
+  * the run starts at the scheduler's first time (t = 1 for 'linspace' spacing, 0.901 for DDIM's
+    'leading' spacing at 10 steps) from a draw of p_t there, and ends at its final sigma: 0 (t = 0)
+    for final_sigmas_type='zero' and DDIM's set_alpha_to_one, 1e-3 for 'sigma_min'; the reference is
+    the exact flow map from that start to that end.  Ours runs dl.solve(model, x, nfe=N, method=...)
+    from t = 1 to t_eps = 1e-3 (grids.default_spacing, lower-order final steps).
+  * diffusers' defaults are kept except DDIM's clip_sample=True, which clips x0_hat to [-1, 1] (an
+    image-range assumption that this mixture breaks), set to False.  NFE = inference steps (one model
+    call per step in all five).
 """
 from __future__ import annotations
 
@@ -65,12 +97,13 @@ def run(mix, sched, t_max: float, batch: int, nfes, gen, grid_kinds=GRIDS, solve
         for name in solvers:
             row, med = [], []
             for nfe in nfes:
-                per = samplers.SOLVERS[name].nfe_per_step
-                if nfe < per:
+                try:
+                    n = samplers.steps_for_nfe(name, nfe)
+                except ValueError:                       # one step needs more than nfe evaluations
                     row.append(float("nan"))
                     med.append(float("nan"))
                     continue
-                grid = grids.time_grid(sched, nfe // per, kind, t_min=t_min, t_max=t_max)
+                grid = grids.time_grid(sched, n, kind, t_min=t_min, t_max=t_max)
                 per_sample = ((samplers.solve(model, x_T, grid, name) - ref) ** 2).mean(1)   # (B,)
                 row.append(per_sample.mean().sqrt().item())
                 med.append(per_sample.median().sqrt().item())
@@ -101,8 +134,16 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2D problem, VP and EDM, NFE <= 50")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--policies", action="store_true", help="grids x lower-order final steps (defaults' evidence)")
+    ap.add_argument("--diffusers", action="store_true", help="side by side with diffusers' schedulers")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.policies or args.diffusers:
+        if args.policies:
+            print_policies()
+        if args.diffusers:
+            print_diffusers()
+        return
     nfes = NFES[:-1] if args.quick else NFES
     problems = [("2D mixture", mixture_2d())] + ([] if args.quick else [("64D mixture", mixture_64d())])
     summary = []
@@ -131,6 +172,128 @@ def main(argv=None) -> None:
     for pname, sname, ddim, (err, who), med, floor in summary:
         print(f"| {pname} | {sname} | {ddim:.2e} | {err:.2e} {who} | {err / ddim:.3f} | {med:.3f} | {floor:.1e} |")
     print(f"\n(total {time.time() - start:.0f} s)")
+
+
+# -- the defaults' evidence: grids x lower-order final steps -----------------------------------------------
+def rmse(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """Per-sample RMSE sqrt(mean_b ||x_b - ref_b||^2) (the comparison metric of --policies and --diffusers)."""
+    return ((x.double() - ref.double()) ** 2).sum(1).mean().sqrt().item()
+
+
+CMP_NFES = [5, 10, 20]
+
+
+def print_policies(batch: int = 128) -> None:
+    """Print DPM-Solver++(2M/3M) and DEIS on every grid with and without lower-order final steps."""
+    mix = mixture_2d()
+    for sname, sched in [("vp", schedules.VPLinear()), ("edm", schedules.EDM()), ("flow", schedules.RectifiedFlow())]:
+        model = mix.model(sched)
+        x_T = mix.sample_marginal(batch, 1.0, sched, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        ref = mix.flow_map(x_T, 1.0, sched.t_eps, sched, rtol=1e-12, atol=1e-12)
+        print(f"\n## 2D mixture, schedule {sname}, t from 1 to {sched.t_eps:g}: per-sample RMSE "
+              f"(default spacing: {grids.default_spacing(sched)})")
+        print("| method | grid | lower-order final | " + " | ".join(f"NFE {n}" for n in CMP_NFES) + " |")
+        print("|---|---|---|" + "---|" * len(CMP_NFES))
+        for name in ["dpmpp_2m", "dpmpp_3m", "deis"]:
+            for kind in grids.GRIDS:
+                for lof in (False, True):
+                    cells = []
+                    for nfe in CMP_NFES:
+                        try:
+                            x = samplers.solve(model, x_T, nfe=nfe, method=name, spacing=kind, lower_order_final=lof)
+                            cells.append(f"{rmse(x, ref):.4f}")
+                        except ValueError:               # lambda/edm grids need alpha_1 > 0; deis needs alpha_s > 0
+                            cells.append("-")
+                    print(f"| {name} | {kind} | {'yes' if lof else 'no'} | " + " | ".join(cells) + " |")
+
+
+# -- side by side with diffusers -----------------------------------------------------------------------------
+def _diffusers_betas(sched, L: int = 1000):
+    """trained_betas whose alphas_cumprod[k] is sched's alpha^2 at t = (k + 1)/L."""
+    ts = torch.arange(L + 1, dtype=torch.float64) / L
+    a2 = sched.alpha(ts) ** 2
+    return (1 - a2[1:] / a2[:-1]).numpy()
+
+
+def run_diffusers(cls, nfe: int, mix, sched, *, batch: int = 256, seed: int = 0, **config) -> tuple[float, float, float]:
+    """Drive a diffusers scheduler with the mixture's exact eps; return (RMSE, t_start, t_end)."""
+    L = 1000
+    sch = cls(num_train_timesteps=L, trained_betas=_diffusers_betas(sched, L), **config)
+    sch.set_timesteps(nfe)
+    sigmas = getattr(sch, "sigmas", None)
+
+    def t_of_sigma(sig: float) -> float:
+        return 0.0 if sig == 0 else min(1.0, float(sched.inv_lam(torch.tensor(-math.log(sig), dtype=torch.float64))))
+
+    if sigmas is not None:
+        times = [t_of_sigma(float(v)) for v in sigmas]           # n + 1 times, the last one the end
+    else:                                                        # DDIM: index k is t = (k + 1)/L, the end t = 0
+        times = [(int(k) + 1) / L for k in sch.timesteps] + [0.0 if sch.config.set_alpha_to_one else 1 / L]
+    model = mix.model(sched)
+    x_T = mix.sample_marginal(batch, times[0], sched, generator=torch.Generator().manual_seed(seed),
+                              dtype=torch.float64)
+    x = x_T.float()
+    for i, k in enumerate(sch.timesteps):
+        eps = model.predict(x.double(), times[i], "eps").float()
+        x = sch.step(eps, k, x).prev_sample
+    ref = mix.flow_map(x_T, times[0], times[-1], sched, rtol=1e-12, atol=1e-12)
+    return rmse(x, ref), times[0], times[-1]
+
+
+def run_ours(nfe: int, mix, sched, method=None, *, batch: int = 256, seed: int = 0, **opts) -> float:
+    """dl.solve(model, x_T, nfe=nfe, method=method, **opts) from t = 1 to t_eps; per-sample RMSE."""
+    model = mix.model(sched)
+    x_T = mix.sample_marginal(batch, 1.0, sched, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    ref = mix.flow_map(x_T, 1.0, sched.t_eps, sched, rtol=1e-12, atol=1e-12)
+    return rmse(samplers.solve(model, x_T, nfe=nfe, method=method, **opts), ref)
+
+
+OLD_DEFAULT = {"method": "dpmpp_2m", "spacing": "uniform", "lower_order_final": False, "max_step_ratio": None}
+
+
+def print_diffusers() -> None:
+    """Print our solvers beside diffusers' schedulers on the exact-score VP problem, and the defaults before/after."""
+    try:
+        import diffusers
+    except ImportError:
+        print("diffusers is not installed; it is a benchmark-only dependency: pip install diffusers "
+              "(check first with pip install --dry-run diffusers that it leaves torch alone)")
+        return
+    mix, sched = mixture_2d(), schedules.VPLinear()
+    rows = [("DDIMScheduler", diffusers.DDIMScheduler, {"clip_sample": False}, "ddim", {}),
+            ("DPMSolverMultistep (order 2)", diffusers.DPMSolverMultistepScheduler, {}, "dpmpp_2m", {}),
+            ("DPMSolverMultistep (order 3)", diffusers.DPMSolverMultistepScheduler, {"solver_order": 3}, "dpmpp_3m",
+             {}),
+            ("DPMSolverMultistep, final sigma_min", diffusers.DPMSolverMultistepScheduler,
+             {"final_sigmas_type": "sigma_min"}, "dpmpp_2m", {}),
+            ("UniPCMultistep (bh2, order 2)", diffusers.UniPCMultistepScheduler, {}, "dpmpp_2m", {}),
+            ("DEISMultistep (order 2)", diffusers.DEISMultistepScheduler, {}, "deis", {"order": 2}),
+            ("DEISMultistep (order 3)", diffusers.DEISMultistepScheduler, {"solver_order": 3}, "deis", {})]
+    print(f"\n## Exact-score VP problem (2D 3-component anisotropic mixture, dl.VPLinear(), 256 points), diffusers "
+          f"{diffusers.__version__}: per-sample RMSE vs the exact PF-ODE solution; ratio = ours / diffusers")
+    print("| diffusers scheduler | diffusers t at NFE 10: start -> end | ours | " +
+          " | ".join(f"NFE {n}: ours / diffusers / ratio" for n in CMP_NFES) + " |")
+    print("|---|---|---|" + "---|" * len(CMP_NFES))
+    for label, cls, config, ours, opts in rows:
+        cells, span = [], ""
+        for nfe in CMP_NFES:
+            d, t0, t1 = run_diffusers(cls, nfe, mix, sched, **config)
+            o = run_ours(nfe, mix, sched, ours, **opts)
+            cells.append(f"{o:.4f} / {d:.4f} / {o / d:.2f}")
+            span = f"{t0:.3g} -> {t1:.3g}" if nfe == 10 else span
+        name = ours + "".join(f" {k}={v}" for k, v in opts.items())
+        print(f"| {label} | {span} | {name} | " + " | ".join(cells) + " |")
+    print("\n## Defaults before and after, beside diffusers' default DPMSolverMultistepScheduler (same problem)")
+    print("| run | " + " | ".join(f"NFE {n}: RMSE (ratio to diffusers)" for n in CMP_NFES) + " |")
+    print("|---|" + "---|" * len(CMP_NFES))
+    ref = [run_diffusers(diffusers.DPMSolverMultistepScheduler, n, mix, sched)[0] for n in CMP_NFES]
+    old = [run_ours(n, mix, sched, **OLD_DEFAULT) for n in CMP_NFES]
+    new = [run_ours(n, mix, sched) for n in CMP_NFES]
+    for label, row in [("old default: dpmpp_2m, uniform-t grid, no lower-order final", old),
+                       (f"new default: dl.solve(model, x, nfe=N) = dpmpp_2m, {grids.default_spacing(sched)} grid, "
+                        f"lower-order final", new),
+                       ("diffusers DPMSolverMultistepScheduler() (t 1 -> 0)", ref)]:
+        print(f"| {label} | " + " | ".join(f"{e:.4f} ({e / r:.2f}x)" for e, r in zip(row, ref)) + " |")
 
 
 if __name__ == "__main__":

@@ -20,9 +20,14 @@ __all__ = ["check_gaussian_nll", "check_forward_kl_fit", "check_reverse_kl_predi
            "REFERENCES", "reuse", "PREDICTIONS"]
 
 
-def _attempt(fn: Any, args: tuple, inputs: str) -> Any:
+_TORCH = ("build the answer from torch operations on the tensors you are given (torch.log, **, .sum(), .mean()), "
+          "not math or NumPy functions, which cannot follow tensors that require grad.")
+_NUMPY = "check each operation on the arrays you are given (their shapes match; divide elementwise)."
+
+
+def _attempt(fn: Any, args: tuple, inputs: str, advice: str = _TORCH) -> Any:
     """call(fn, *args), with an exception raised inside the learner's code reported as such (what it was
-    called with and what it raised), never as a fault of the value it returns."""
+    called with and what it raised, then `advice`), never as a fault of the value it returns."""
     try:
         with warnings.catch_warnings():          # torch's "tensor to a scalar" warning: the hint explains it
             warnings.simplefilter("ignore", UserWarning)
@@ -31,9 +36,7 @@ def _attempt(fn: Any, args: tuple, inputs: str) -> Any:
         raise
     except Exception as exc:  # noqa: BLE001 - the learner's error becomes advice
         raise WrongAnswer(f"your function raised {type(exc).__name__} ({exc}) when called with {inputs}. "
-                          "The error happens inside your code, before anything is returned: build the answer "
-                          "from torch operations on the tensors you are given (torch.log, **, .sum(), .mean()), "
-                          "not math or NumPy functions.") from None
+                          f"The error happens inside your code, before anything is returned: {advice}") from None
 
 
 # -- 1. the Gaussian negative log-likelihood (implement, then the MLE fit reuses it) ----------------------
@@ -124,7 +127,8 @@ def check_forward_kl_fit(answer: Any, weights=(0.5, 0.5), means=(-2.0, 2.0), std
     cases = [(weights, means, stds), ((0.3, 0.7), (-1.0, 3.0), (1.0, 0.5)),
              ((0.2, 0.5, 0.3), (-3.0, 0.0, 4.0), (0.5, 1.0, 0.25))]
     for w, m, s in cases:
-        got = as_array(_attempt(answer, (w, m, s), f"weights={w}, means={m}, stds={s} (tuples of floats)")).ravel()
+        got = as_array(_attempt(answer, (w, m, s), f"weights={w}, means={m}, stds={s} (tuples of floats)",
+                               "turn the sequences into arrays (np.asarray) before doing arithmetic with them.")).ravel()
         if got.shape != (2,):
             return False, f"return a pair (mean, std); you returned {got.size} numbers"
         mean, std = _moments(w, m, s)
@@ -149,7 +153,7 @@ def check_forward_kl_fit(answer: Any, weights=(0.5, 0.5), means=(-2.0, 2.0), std
 
 
 # -- 3. predict, then run: where does the reverse-KL fit from mu = 0.1 end? ----------------------------------
-_X = np.linspace(-14.0, 14.0, 1401)
+_X = np.linspace(-16.0, 16.0, 1601)
 _DX = float(_X[1] - _X[0])
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -254,7 +258,7 @@ def check_f_divergence(fn: Any) -> tuple[bool, str]:
         for label, f in (_F_KL, _F_REV, _F_TV, _F_CHI2):
             for pair, a, b in (("p, q", p, q), ("q, p", q, p)):
                 inputs = f"f(u) = {label}, NumPy arrays p, q of shape {a.shape} and dx = {dx:.3g}"
-                got = as_scalar(_attempt(fn, (f, a, b, dx), inputs), "one number, the integral over the grid")
+                got = as_scalar(_attempt(fn, (f, a, b, dx), inputs, _NUMPY), "one number, the integral over the grid")
                 want = _f_div(f, a, b, dx)
                 if math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
                     continue
@@ -308,7 +312,7 @@ def _grid_check(fn: Any, ref: Callable, hints: Callable) -> tuple[bool, str | No
     """Compare fn(a, b, dx) with ref on (p, q), (q, p) and (p, p); hints(got, want, a, b, dx) explains."""
     x, dx, p, q = _grid_pair()
     for label, a, b in (("p, q", p, q), ("q, p", q, p), ("p, p", p, p)):
-        got = as_scalar(_attempt(fn, (a, b, dx), f"NumPy arrays of shape {a.shape} and dx = {dx:.3g}"),
+        got = as_scalar(_attempt(fn, (a, b, dx), f"NumPy arrays of shape {a.shape} and dx = {dx:.3g}", _NUMPY),
                         "one number, the integral over the grid")
         want = ref(a, b, dx)
         if not math.isclose(got, want, rel_tol=1e-3, abs_tol=1e-6):
@@ -380,7 +384,7 @@ def check_optimal_discriminator(fn: Any) -> tuple[bool, str]:
     """fn(p, q) -> D*(x) at every point: the discriminator maximising E_p log D + E_q log(1 - D) for data
     density p and generator density q (NumPy arrays of density values, same shape)."""
     for label, p, q in _disc_inputs():
-        got = as_array(_attempt(fn, (p, q), f"{label} (NumPy arrays)"))
+        got = as_array(_attempt(fn, (p, q), f"{label} (NumPy arrays)", _NUMPY))
         want = p / (p + q)
         if close(got, want, rtol=1e-6, atol=1e-9):
             continue
@@ -399,7 +403,10 @@ def check_optimal_discriminator(fn: Any) -> tuple[bool, str]:
             hint = " Return D* itself, not its logarithm."
         elif close(got, np.full_like(want, 0.5)):
             hint = " 1/2 is the answer only where p = q (the equilibrium); elsewhere D* depends on p and q."
-        return False, f"{where} you gave {fmt(got)} but D* is {fmt(want)}.{hint}"
+        k = int(np.argmax(np.abs(got - want)))
+        at = (f"where p = {p.flat[k]:.3g} and q = {q.flat[k]:.3g} you gave {got.flat[k]:.4g} but D* is "
+              f"{want.flat[k]:.4g}")
+        return False, f"{where}, {at}.{hint}"
     return True, "D* = p / (p + q), pointwise: it is 1/2 exactly where the generator matches the data."
 
 
@@ -437,7 +444,9 @@ def check_energy_score(fn: Any) -> tuple[bool, str]:
     """fn(energy, x (B, D)) -> grad_x log p(x) (B, D) for p(x) proportional to exp(+energy(x)), Ch. 1's sign;
     energy maps (B, D) to (B,)."""
     for label, energy, x, want in _energies():
-        got = _attempt(fn, (energy, x.clone()), f"{label}")
+        got = _attempt(fn, (energy, x.clone()), f"{label}",
+                       "x arrives as a plain tensor (it does not require grad): autograd can only differentiate "
+                       "with respect to a tensor that does, so make one from x before evaluating the energy.")
         g = as_array(got)
         if close(g, want.numpy(), rtol=1e-6, atol=1e-9):
             continue
@@ -507,7 +516,8 @@ def check_gaussian_score(fn: Any) -> tuple[bool, str]:
     """fn(x (N,), mu, sigma) -> d/dx log N(x; mu, sigma^2) at each x."""
     x = torch.tensor([-1.0, 0.3, 2.0], dtype=torch.float64, device=CPU)
     for mu, s in ((0.0, 1.0), (1.0, 0.5)):
-        got = _attempt(fn, (x, mu, s), f"x a float64 tensor of shape (3,), mu={mu}, sigma={s} (floats)")
+        got = _attempt(fn, (x, mu, s), f"x a float64 tensor of shape (3,), mu={mu}, sigma={s} (floats)",
+                       "mu and sigma are floats here; use operations that work on a tensor and a float.")
         want = -(x - mu) / s ** 2
         if not close(got, want):
             hint = ""

@@ -58,7 +58,7 @@ from dpm_lab import gmm, grids, samplers, schedules  # noqa: E402
 SOLVERS = ["euler", "heun", "rk4", "ddim", "dpm_solver_2", "dpm_solver_3", "deis", "dpmpp_2s", "dpmpp_2m",
            "dpmpp_3m", "edm"]
 NFES = [5, 10, 20, 50, 100]
-GRIDS = ["uniform", "lambda", "edm"]
+GRIDS = list(grids.GRIDS)                               # uniform, lambda, edm, quadratic
 HIGH_NFES = [200, 500, 1000, 2000, 4000]                    # float64 floor check, lambda grid only
 HIGH_SOLVERS = ["dpmpp_2m", "dpm_solver_3", "deis", "dpmpp_3m", "rk4"]
 
@@ -215,7 +215,8 @@ def _diffusers_betas(sched, L: int = 1000):
     return (1 - a2[1:] / a2[:-1]).numpy()
 
 
-def run_diffusers(cls, nfe: int, mix, sched, *, batch: int = 256, seed: int = 0, **config) -> tuple[float, float, float]:
+def run_diffusers(cls, nfe: int, mix, sched, *, batch: int = 256, seed: int = 0,
+                  **config) -> tuple[float, float, float]:
     """Drive a diffusers scheduler with the mixture's exact eps; return (RMSE, t_start, t_end)."""
     L = 1000
     sch = cls(num_train_timesteps=L, trained_betas=_diffusers_betas(sched, L), **config)

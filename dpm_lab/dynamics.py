@@ -18,17 +18,19 @@ The samplers here are steps of the `steps` contract and Solver objects for the d
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 import torch
 
 from .param import convert
-from .steps import Solver, as_solver, begin, check_times, coeffs, need, new_state, noise, x0_eps
+from .schedules import Schedule
+from .steps import FieldModel, Solver, as_solver, begin, check_times, coeffs, need, new_state, noise, x0_eps
 from .utils import as_time, check_x
 
-__all__ = ["DYNAMICS_SOLVERS", "forward_sde", "reverse_drift", "pf_ode_velocity", "pf_ode_solve", "gamma_drift", "gamma_sde_step",
+__all__ = ["DYNAMICS_SOLVERS", "forward_sde", "reverse_drift", "pf_ode_velocity", "pf_ode_solve", "gamma_drift",
+           "gamma_sde_step",
            "euler_maruyama_step", "langevin", "annealed_langevin", "annealed_langevin_step",
            "predictor_corrector_step", "predictor_corrector"]
 
@@ -43,7 +45,8 @@ def _times(times, name="times", descending=False) -> list[float]:
     return ts.tolist()
 
 
-def forward_sde(x0: torch.Tensor, times, schedule, *, generator: torch.Generator | None = None) -> torch.Tensor:
+def forward_sde(x0: torch.Tensor, times: Sequence[float] | torch.Tensor, schedule: Schedule, *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
     """Simulate the forward SDE dx = f(t) x dt + g(t) dw by Euler-Maruyama (§4.1.2, §4.5.2).
 
     x_{k+1} = x_k + f(t_k) x_k dt + sqrt(g^2(t_k) dt) z_k.
@@ -63,7 +66,7 @@ def forward_sde(x0: torch.Tensor, times, schedule, *, generator: torch.Generator
     return torch.stack(path)
 
 
-def _v_and_score(model, x, t, state=None):
+def _v_and_score(model: FieldModel, x, t, state=None):
     """One model call -> (velocity, score) at (x, t): v = alpha' x0 + sigma' eps, s = -eps/sigma (§6.3.1)."""
     c = coeffs(model.schedule, t)
     need(c.sigma > 0, "sigma_t > 0 (the score -eps/sigma_t)", "the reverse SDE")
@@ -71,18 +74,18 @@ def _v_and_score(model, x, t, state=None):
     return c.d_alpha * x0 + c.d_sigma * eps, -eps / c.sigma
 
 
-def reverse_drift(model, x: torch.Tensor, t: float) -> torch.Tensor:
+def reverse_drift(model: FieldModel, x: torch.Tensor, t: float) -> torch.Tensor:
     """Drift of Anderson's reverse SDE, f(t) x - g^2(t) s*(x, t) (dt < 0 direction; §4.1.3), (B, *D)."""
     score = model.predict(x, float(t), "score")
     return float(model.schedule.f(t)) * x - float(model.schedule.g2(t)) * score
 
 
-def pf_ode_velocity(model, x: torch.Tensor, t: float) -> torch.Tensor:
+def pf_ode_velocity(model: FieldModel, x: torch.Tensor, t: float) -> torch.Tensor:
     """PF-ODE drift dx/dt = v*(x, t) = f x - g^2/2 s* (§4.1.4), (B, *D)."""
     return model.predict(x, float(t), "velocity")
 
 
-def pf_ode_solve(model, x: torch.Tensor, s: float, t: float, *, rtol: float = 1e-10,
+def pf_ode_solve(model: FieldModel, x: torch.Tensor, s: float, t: float, *, rtol: float = 1e-10,
                  atol: float = 1e-10) -> torch.Tensor:
     """Integrate the PF-ODE dx/dt = v*(x, t) from s to t with scipy's DOP853 (order 8, adaptive), (B, *D).
 
@@ -116,13 +119,13 @@ def _gamma_value(gamma, schedule, t: float) -> float:
     return value
 
 
-def gamma_drift(model, x: torch.Tensor, t: float, gamma: float | str | Callable = 0.0) -> torch.Tensor:
+def gamma_drift(model: FieldModel, x: torch.Tensor, t: float, gamma: float | str | Callable = 0.0) -> torch.Tensor:
     """Drift of the gamma-family reverse SDE, v* - gamma(t)^2/2 s* (§6.4, Eq. general-reverse-sde), (B, *D)."""
     v, score = _v_and_score(model, x, t)
     return v - 0.5 * _gamma_value(gamma, model.schedule, t) ** 2 * score
 
 
-def gamma_sde_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def gamma_sde_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                    generator: torch.Generator | None = None, gamma: float | str | Callable = "g"
                    ) -> tuple[torch.Tensor, dict]:
     """One Euler-Maruyama step of the gamma-family reverse SDE from s down to t < s (§6.4, §4.2).
@@ -142,7 +145,7 @@ def gamma_sde_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | 
     return x_t, state
 
 
-def euler_maruyama_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def euler_maruyama_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """Euler-Maruyama on Anderson's reverse SDE: x_t = x_s - [f x - g^2 s*](s - t) + g sqrt(s - t) z (§4.2)."""
     return gamma_sde_step(model, x, s, t, state=state, generator=generator, gamma="g")
@@ -165,7 +168,7 @@ def langevin(score_fn: Callable, x: torch.Tensor, n_steps: int, step_size: float
     return x
 
 
-def _langevin_level(model, x, t: float, n_steps: int, eta: float, generator, state) -> torch.Tensor:
+def _langevin_level(model: FieldModel, x, t: float, n_steps: int, eta: float, generator, state) -> torch.Tensor:
     """n_steps Langevin steps on p_t; records Tweedie's x0 = (x + sigma^2 s)/alpha of the last score in state."""
     score = None
 
@@ -181,7 +184,7 @@ def _langevin_level(model, x, t: float, n_steps: int, eta: float, generator, sta
     return out
 
 
-def annealed_langevin_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def annealed_langevin_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                            generator: torch.Generator | None = None, n_steps: int = 20,
                            step_ratio: float = 0.1) -> tuple[torch.Tensor, dict]:
     """One level of annealed Langevin (NCSN, §3.4.3): n_steps Langevin steps on p_t at the new level t < s.
@@ -200,8 +203,9 @@ def annealed_langevin_step(model, x: torch.Tensor, s: float, t: float, *, state:
     return _langevin_level(model, x, ct.t, n_steps, step_ratio * ct.sigma ** 2, generator, state), state
 
 
-def annealed_langevin(model, x: torch.Tensor, times, *, n_steps: int = 20, delta: float = 2e-5,
-                      generator: torch.Generator | None = None, denoise: bool = False) -> torch.Tensor:
+def annealed_langevin(model: FieldModel, x: torch.Tensor, times: Sequence[float] | torch.Tensor, *,
+                      n_steps: int = 20, delta: float = 2e-5, generator: torch.Generator | None = None,
+                      denoise: bool = False) -> torch.Tensor:
     """Annealed Langevin dynamics of NCSN (§3.4.3, Algorithm: Annealed Langevin Dynamics).
 
     For levels t_L > ... > t_1 (noise sigma_l = sigma(t_l)), run n_steps Langevin steps on p_{t_l}
@@ -226,7 +230,7 @@ def annealed_langevin(model, x: torch.Tensor, times, *, n_steps: int = 20, delta
 
 
 # -- predictor-corrector ---------------------------------------------------------------------------------
-def predictor_corrector_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def predictor_corrector_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                              generator: torch.Generator | None = None, predictor: Any,
                              corrector_steps: int = 1, snr: float = 0.16, **opts: Any) -> tuple[torch.Tensor, dict]:
     """Predictor-corrector step (§4.2, Song et al. 2021): a predictor step from s to t, then Langevin at t.

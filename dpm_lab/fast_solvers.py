@@ -31,13 +31,15 @@ Order policies (measured in benchmarks/solvers.py; they matter at small NFE):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 
 import torch
 
-from .steps import Solver, begin, coeffs, need, noise, time_at_lam, x0_eps
+from .steps import FieldModel, Solver, begin, coeffs, need, noise, time_at_lam, x0_eps
 
-__all__ = ["LOWER_ORDER_FINAL_BELOW", "MAX_STEP_RATIO", "MAX_H_ORDER3", "FAST_SOLVERS", "phi_int", "psi_int", "taylor_from_history",
+__all__ = ["LOWER_ORDER_FINAL_BELOW", "MAX_STEP_RATIO", "MAX_H_ORDER3", "FAST_SOLVERS", "phi_int", "psi_int",
+           "taylor_from_history",
            "dpm_solver_1_step", "dpm_solver_2_step", "dpm_solver_3_step", "dpm_solver_step", "deis_step",
            "dpmpp_2s_step", "dpmpp_2m_step", "dpmpp_3m_step", "edm_step", "multistep_plan", "singlestep_plan"]
 
@@ -105,7 +107,7 @@ def _effective_order(hist: list, lam_s: float, h: float, order: int, max_step_ra
 
 
 # -- DPM-Solver (noise form, single-step, §9.4) -------------------------------------------------------
-def dpm_solver_1_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def dpm_solver_1_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """DPM-Solver-1 (= DDIM): x_t = (alpha_t/alpha_s) x_s - sigma_t (e^h - 1) eps(x_s, s) (§9.4.3).
 
@@ -118,7 +120,7 @@ def dpm_solver_1_step(model, x: torch.Tensor, s: float, t: float, *, state: dict
     return ct.alpha / cs.alpha * x - ct.sigma * math.expm1(ct.lam - cs.lam) * eps, state
 
 
-def dpm_solver_2_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def dpm_solver_2_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """DPM-Solver-2: a half step in lambda, then the full step with eps at the midpoint (§9.4, algorithm box).
 
@@ -135,7 +137,7 @@ def dpm_solver_2_step(model, x: torch.Tensor, s: float, t: float, *, state: dict
     return ct.alpha / cs.alpha * x - ct.sigma * math.expm1(h) * eps_m, state
 
 
-def dpm_solver_3_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def dpm_solver_3_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """DPM-Solver-3 (Lu et al. 2022, r1 = 1/3, r2 = 2/3): third-order exponential Runge-Kutta (§9.4).
 
@@ -161,7 +163,7 @@ def dpm_solver_3_step(model, x: torch.Tensor, s: float, t: float, *, state: dict
 _DPM_SOLVER = {1: dpm_solver_1_step, 2: dpm_solver_2_step, 3: dpm_solver_3_step}
 
 
-def dpm_solver_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def dpm_solver_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                     generator: torch.Generator | None = None, order: int = 3) -> tuple[torch.Tensor, dict]:
     """Single-step DPM-Solver of order 1, 2 or 3 (§9.4): the step of dpm_solver_1/2/3, `order` evaluations."""
     _check_order(order, (1, 2, 3), "dpm_solver")
@@ -169,7 +171,7 @@ def dpm_solver_step(model, x: torch.Tensor, s: float, t: float, *, state: dict |
 
 
 # -- DEIS (noise form, multistep, §9.3) -----------------------------------------------------------------
-def deis_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def deis_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
               generator: torch.Generator | None = None, order: int = 3, max_step_ratio: float | None = MAX_STEP_RATIO,
               max_h_order3: float | None = MAX_H_ORDER3) -> tuple[torch.Tensor, dict]:
     """DEIS (exponential Adams-Bashforth in lambda): integrate the Lagrange polynomial of past eps exactly.
@@ -191,7 +193,7 @@ def deis_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None 
 
 
 # -- DPM-Solver++ (data form, §9.5) -----------------------------------------------------------------------
-def dpmpp_2s_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def dpmpp_2s_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """DPM-Solver++(2S): midpoint in lambda on the data prediction (§9.5, algorithm box).
 
@@ -211,7 +213,7 @@ def dpmpp_2s_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | N
     return ct.sigma / cs.sigma * x + ct.alpha * psi_int(0, h) * x0_m, state
 
 
-def dpmpp_2m_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def dpmpp_2m_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                   generator: torch.Generator | None = None, order: int = 2,
                   max_step_ratio: float | None = MAX_STEP_RATIO) -> tuple[torch.Tensor, dict]:
     """DPM-Solver++(2M): x_t = (sigma_t/sigma_s) x_s + alpha_t (1 - e^{-h}) D (§9.5, algorithm box).
@@ -237,7 +239,7 @@ def dpmpp_2m_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | N
     return ct.sigma / cs.sigma * x + ct.alpha * psi_int(0, h) * d, state
 
 
-def dpmpp_3m_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def dpmpp_3m_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                   generator: torch.Generator | None = None, order: int = 3,
                   max_step_ratio: float | None = MAX_STEP_RATIO, max_h_order3: float | None = MAX_H_ORDER3
                   ) -> tuple[torch.Tensor, dict]:
@@ -259,7 +261,7 @@ def dpmpp_3m_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | N
 
 
 # -- EDM (Karras et al. 2022, Alg. 2) on a general schedule -------------------------------------------------
-def edm_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def edm_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
              generator: torch.Generator | None = None, churn: float = 0.0, s_tmin: float = 0.0,
              s_tmax: float = math.inf, s_noise: float = 1.0) -> tuple[torch.Tensor, dict]:
     """EDM's stochastic Heun step ("churn") written for any schedule in scaled variables.
@@ -294,7 +296,7 @@ def edm_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None =
 
 
 # -- order policies (Solver plans) --------------------------------------------------------------------------
-def multistep_plan(default_order: int):
+def multistep_plan(default_order: int) -> Callable[[int, dict], list[dict]]:
     """The plan of a multistep solver: `order` on every step, lowered in the final steps of short runs.
 
     With lower_order_final (default True) and n < LOWER_ORDER_FINAL_BELOW steps, step i of n uses
@@ -309,7 +311,7 @@ def multistep_plan(default_order: int):
     return plan
 
 
-def singlestep_plan(default_order: int):
+def singlestep_plan(default_order: int) -> Callable[[int, dict], list[dict]]:
     """The plan of single-step DPM-Solver-k: an order per step that spends a small NFE budget well.
 
     orders = [k, ..., k, 1] with lower_order_final (default) and n < LOWER_ORDER_FINAL_BELOW, where

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .dynamics import pf_ode_solve
-from .steps import x0_eps
+from .steps import FieldModel, x0_eps
 from .utils import check_choice, check_x, randint, randn_like
 
 __all__ = ["Likelihood", "data_time", "divergence", "gaussian_log_prob", "log_likelihood", "encode", "decode",
@@ -67,7 +67,7 @@ def gaussian_log_prob(x: torch.Tensor, std: float) -> torch.Tensor:
     return -0.5 * (x.flatten(1) ** 2).sum(1) / std ** 2 - d * math.log(std) - 0.5 * d * math.log(2 * math.pi)
 
 
-def data_time(model, x: torch.Tensor) -> float:
+def data_time(model: FieldModel, x: torch.Tensor) -> float:
     """The earliest time the PF-ODE can be integrated from at x: 0.0 where v(x, 0) is finite, else schedule.t_eps.
 
     One model call.  v(x, 0) is infinite (or undefined) for eps/x0 networks on schedules with
@@ -91,7 +91,7 @@ class Likelihood:
     x_T: torch.Tensor
 
 
-def log_likelihood(model, x0: torch.Tensor, *, t_min: float | None = None, t_max: float = 1.0,
+def log_likelihood(model: FieldModel, x0: torch.Tensor, *, t_min: float | None = None, t_max: float = 1.0,
                    prior: Callable | None = None, method: str = "exact", n_probes: int = 1,
                    generator: torch.Generator | None = None, rtol: float = 1e-8, atol: float = 1e-8,
                    details: bool = False):
@@ -143,7 +143,7 @@ def log_likelihood(model, x0: torch.Tensor, *, t_min: float | None = None, t_max
     return Likelihood(logp, t_min, float(t_max), x_T) if details else logp
 
 
-def encode(model, x0: torch.Tensor, *, t_min: float | None = None, t_max: float = 1.0, rtol: float = 1e-10,
+def encode(model: FieldModel, x0: torch.Tensor, *, t_min: float | None = None, t_max: float = 1.0, rtol: float = 1e-10,
            atol: float = 1e-10) -> torch.Tensor:
     """PF-ODE encoding x0 -> x_T: integrate dx/dt = v* forward from t_min to t_max (§4.1.4), (B, *D).
 
@@ -153,7 +153,7 @@ def encode(model, x0: torch.Tensor, *, t_min: float | None = None, t_max: float 
     return pf_ode_solve(model, x0, t_min, t_max, rtol=rtol, atol=atol)
 
 
-def decode(model, x_T: torch.Tensor, *, t_min: float | None = None, t_max: float = 1.0, rtol: float = 1e-10,
+def decode(model: FieldModel, x_T: torch.Tensor, *, t_min: float | None = None, t_max: float = 1.0, rtol: float = 1e-10,
            atol: float = 1e-10) -> torch.Tensor:
     """PF-ODE decoding x_T -> x0: integrate dx/dt = v* backward from t_max to t_min, (B, *D).
 
@@ -163,7 +163,7 @@ def decode(model, x_T: torch.Tensor, *, t_min: float | None = None, t_max: float
     return pf_ode_solve(model, x_T, t_max, t_min, rtol=rtol, atol=atol)
 
 
-def ddpm_elbo(model, x0: torch.Tensor, *, steps: int | None = None, decoder_std: float | None = None,
+def ddpm_elbo(model: FieldModel, x0: torch.Tensor, *, steps: int | None = None, decoder_std: float | None = None,
               generator: torch.Generator | None = None) -> dict:
     """Discrete DDPM variational bound -log p(x0) <= L_prior + L_recon + L_diffusion (§2.2.5, Eq. 2.2.13).
 

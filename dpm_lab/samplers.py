@@ -29,8 +29,9 @@ back what a step returned.  The contract lives in `steps`; each method is a `ste
 Defaults (measured in benchmarks/solvers.py against the exact PF-ODE of a Gaussian mixture):
 method DEFAULT_METHOD = 'dpmpp_2m' with lower-order final steps, on the time grid
 grids.default_spacing(schedule) ('quadratic' for VP, 'lambda' for EDM, 'uniform' for the rest).
-On the 2D anisotropic mixture under VPLinear at NFE 10 this has 0.37x the RMSE of diffusers'
-default DPMSolverMultistepScheduler.
+On the 2D anisotropic mixture under VPLinear at NFE 10 this has 0.34x the RMSE of diffusers'
+default DPMSolverMultistepScheduler (benchmarks/solvers.py --diffusers; the old default,
+DPM-Solver++(2M) on a uniform-t grid, had 3.9x).
 
 `model` is any param.Model (or MixtureModel): samplers only call model.predict(x, t, kind)
 and read model.schedule.  Coefficients are float64; x keeps its dtype and device.
@@ -48,7 +49,7 @@ from . import dynamics
 from .dynamics import DYNAMICS_SOLVERS, euler_maruyama_step, gamma_sde_step
 from .fast_solvers import FAST_SOLVERS
 from .grids import default_spacing, time_grid
-from .steps import Solver, as_solver, begin, new_state, noise, velocity, x0_eps
+from .steps import FieldModel, Solver, as_solver, begin, new_state, noise, velocity, x0_eps
 from .utils import check_choice, check_x
 
 __all__ = ["DEFAULT_METHOD", "Solver", "StepRecord", "SOLVERS", "get_solver", "register", "ddpm_step",
@@ -59,7 +60,7 @@ DEFAULT_METHOD = "dpmpp_2m"
 
 
 # -- ancestral sampling and DDIM ----------------------------------------------------------------------
-def ddpm_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def ddpm_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """Ancestral DDPM step for any schedule: sample the posterior with x0 replaced by x0_hat (§2.2.6, §4.5.3).
 
@@ -74,7 +75,7 @@ def ddpm_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None 
     return c_s * x + c_0 * x0 + std * noise(x, generator), state
 
 
-def ddim_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def ddim_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
               generator: torch.Generator | None = None, eta: float = 0.0) -> tuple[torch.Tensor, dict]:
     """DDIM with stochasticity eta, in its variational form (§9.2.1, §9.2.3).
 
@@ -95,14 +96,14 @@ def ddim_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None 
 
 
 # -- PF-ODE on the velocity (classical Runge-Kutta in t) ------------------------------------------------
-def euler_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def euler_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """Euler on the PF-ODE: x_t = x_s + (t - s) v*(x_s, s) (§4.2, Eq. 4.2.6)."""
     cs, ct, state = begin(model, s, t, state, "euler")
     return x + (ct.t - cs.t) * velocity(model, x, cs.t, state), state
 
 
-def heun_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def heun_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """Heun (explicit trapezoid) on the PF-ODE: x' = x + dt v(x, s), then x_t = x + dt (v(x, s) + v(x', t))/2."""
     cs, ct, state = begin(model, s, t, state, "heun")
@@ -112,7 +113,7 @@ def heun_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None 
     return x + 0.5 * dt * (v1 + v2), state
 
 
-def rk4_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def rk4_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """Classical fourth-order Runge-Kutta on the PF-ODE dx/dt = v*(x, t)."""
     cs, ct, state = begin(model, s, t, state, "rk4")
@@ -124,7 +125,7 @@ def rk4_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None =
     return x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4), state
 
 
-def reference_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def reference_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
                    generator: torch.Generator | None = None, rtol: float = 1e-10, atol: float = 1e-10
                    ) -> tuple[torch.Tensor, dict]:
     """Adaptive high-accuracy PF-ODE solve from s to t < s with scipy's DOP853 (order 8): the reference.
@@ -140,7 +141,7 @@ def reference_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | 
 _PC_KEYS = ("predictor", "corrector_steps", "snr")
 
 
-def pc_step(model, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
+def pc_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, state: dict | None = None,
             generator: torch.Generator | None = None, predictor: Any = "euler_maruyama", corrector_steps: int = 1,
             snr: float = 0.16, **opts: Any) -> tuple[torch.Tensor, dict]:
     """Predictor-corrector (§4.2): dynamics.predictor_corrector_step with the predictor given by name or object."""
@@ -271,7 +272,7 @@ def _times_of(schedule, solver: Solver, grid, nfe, spacing, opts) -> list[float]
     return check_grid(grid)
 
 
-def sample(model, x_T: torch.Tensor, grid: Any = None, method: Any = None, *, nfe: int | None = None,
+def sample(model: FieldModel, x_T: torch.Tensor, grid: Any = None, method: Any = None, *, nfe: int | None = None,
            spacing: str | None = None, denoise: bool = False, c: Any = None,
            generator: torch.Generator | None = None, **opts: Any) -> Iterator[StepRecord]:
     """Run a solver along a descending grid, yielding a StepRecord at every grid time (n+1 records).
@@ -307,12 +308,12 @@ def sample(model, x_T: torch.Tensor, grid: Any = None, method: Any = None, *, nf
         yield StepRecord(i, t, x, new_state(state)["x0"], counted.nfe)
 
 
-def trajectory(model, x_T: torch.Tensor, grid: Any = None, method: Any = None, **kw: Any) -> torch.Tensor:
+def trajectory(model: FieldModel, x_T: torch.Tensor, grid: Any = None, method: Any = None, **kw: Any) -> torch.Tensor:
     """All states of a run stacked time-major: (n+1, B, *D)."""
     return torch.stack([rec.x for rec in sample(model, x_T, grid, method, **kw)])
 
 
-def solve(model, x_T: torch.Tensor, grid: Any = None, method: Any = None, **kw: Any) -> torch.Tensor:
+def solve(model: FieldModel, x_T: torch.Tensor, grid: Any = None, method: Any = None, **kw: Any) -> torch.Tensor:
     """The final state x_{t_n} of a run, (B, *D); the arguments are those of `sample`."""
     last = None
     for last in sample(model, x_T, grid, method, **kw):  # noqa: B007 (the last record is the answer)

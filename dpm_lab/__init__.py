@@ -22,11 +22,11 @@ from . import recipes
 from . import exercises, notebook, viz, widgets
 
 from .gmm import GaussianMixture, MixtureModel, PointSet
-from .grids import GRIDS, time_grid
+from .grids import GRIDS, default_spacing, time_grid
 from .notebook import choose_threads, setup_notebook
 from .param import (KINDS, TABLE, Model, all_predictions, coefficients, convert, error_scale, pf_ode_drift,
                     target_coefficients, to_x0_eps)
-from .samplers import SOLVERS, Solver, sample, solve, steps_for_nfe, trajectory
+from .samplers import DEFAULT_METHOD, SOLVERS, Solver, StepRecord, get_solver, sample, solve, steps_for_nfe, trajectory
 from .schedules import (EDM, SCHEDULES, Coeffs, Cosine, DiscreteSchedule, RectifiedFlow, Schedule, Trig,
                         VEGeometric, VPLinear, get_schedule)
 from .utils import as_time, check_x, device, expand_t, seed

@@ -198,7 +198,7 @@ WRONG = [
     ("vae_kl", lambda mu, lv: 2 * vae_kl(mu, lv), ["missing the factor 1/2"]),
     ("vae_kl", lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - lv).sum(-1), ["contributes a -1"]),
     ("vae_kl", lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - 1 + lv).sum(-1), ["with a minus sign"]),
-    ("vae_kl", lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - 1 - lv).sum(0), ["your KL is"]),   # summed over the batch
+    ("vae_kl", lambda mu, lv: 0.5 * (mu ** 2 + lv.exp() - 1 - lv).sum(0), ["shape (4,), not (3,)"]),   # over the batch
     ("vae_kl", lambda mu, lv: 0.5 * (mu ** 2 + (0.5 * lv).exp() - 1 - lv).sum(-1), ["exp(logvar) is the variance"]),
 ]
 

@@ -132,6 +132,8 @@ def check_vae_kl(fn: Any) -> tuple[bool, str]:
             hint = " The log term enters with a minus sign: ... - 1 - logvar."
         elif close(got, 0.5 * (mu ** 2 + (0.5 * logvar).exp() - 1 - logvar).sum(-1)):
             hint = " exp(logvar) is the variance; exp(logvar / 2) is the standard deviation."
+        elif as_array(got).shape != (4,):
+            hint = f" Return one KL per example, shape (4,), not {as_array(got).shape}: sum over the latent dimension (-1)."
         return False, f"for mu, logvar of shape (4, 3) your KL is {fmt(got)} but should be {fmt(want)}.{hint}"
     return True, "the closed-form Gaussian KL of the VAE is right."
 

@@ -471,3 +471,35 @@ def test_display_bundle_of_each_explorer_changes_with_a_control():
         b2 = ex._repr_mimebundle_()
         assert b2["image/png"] != b1["image/png"], name
         assert _png_size(base64.b64decode(b2["image/png"])) == ex.pixel_size
+
+
+def test_displayed_output_follows_a_cells_update(monkeypatch):
+    import base64
+
+    import IPython.display
+
+    shown = []
+
+    class Handle:
+        def update(self, obj, raw=False):
+            shown.append(obj)
+
+    def display(obj, raw=False, display_id=None):
+        shown.append(obj)
+        return Handle() if display_id else None
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    ex = Square()
+    ex._ipython_display_()                         # what `ex` as a cell's last line does
+    assert len(shown) == 1 and "application/vnd.jupyter.widget-view+json" in shown[0]
+    ex.update(x=-1.0)                              # a later cell: the stored picture follows
+    assert len(shown) == 2 and shown[1]["image/png"] != shown[0]["image/png"]
+    assert base64.b64decode(shown[1]["image/png"]) == ex.png(compress_level=6)
+    ex.controls["x"].value = 2.0                   # a browser change: only the live view moves
+    assert len(shown) == 2
+
+
+def test_update_names_the_control_of_a_bad_value():
+    ex = Square()
+    with pytest.raises(ValueError, match="control 'colour' cannot take 'C9'"):
+        ex.update(colour="C9")

@@ -13,10 +13,13 @@ and has ONE code path from a change to the picture, whoever made the change:
 
 so the picture always matches the controls.  The live view is the controls above an
 `ipywidgets.Image` holding the figure as PNG bytes of a fixed pixel size (no inline-backend
-shrinking, no `bbox_inches="tight"`), and displaying an Explorer gives an output bundle with both
-the widget view and a static `image/png` of the current picture: JupyterLab shows the live widget
-where a kernel and the widget state are there, and the PNG in an untrusted notebook, on GitHub and
-on nbviewer.  `ex.figure()` returns the static matplotlib figure.
+shrinking, no `bbox_inches="tight"`), and displaying an Explorer gives ONE output whose bundle
+holds both the widget view and a static `image/png` of the current picture.  JupyterLab renders
+the richest mimetype it may: in a trusted notebook the widget view (rank 0, an unsafe renderer),
+in an untrusted one only safe renderers are allowed, so the PNG; GitHub and nbviewer show the PNG.
+The output has a display id: a later `ex.update(...)` from a cell refreshes its PNG too, so the
+stored picture is the picture of the last cell's state.  `ex.figure()` returns the matplotlib
+figure and `ex.png()` its PNG bytes.
 
 Writing an explorer:
 
@@ -125,6 +128,7 @@ class Explorer:
         self._laid_out = False
         self._silent = 0
         self._view = None
+        self._displays: list = []
         self._animated: list = []
         self._backgrounds: OrderedDict = OrderedDict()
         self._image = None
@@ -237,8 +241,18 @@ class Explorer:
         self._check_names(values)
         with self._hold():
             for k, v in values.items():
-                self.controls[k].value = v
-        return self._refresh(raise_errors=True)
+                self._set_control(k, v)
+        try:
+            return self._refresh(raise_errors=True)
+        finally:
+            self._update_displays()
+
+    def _set_control(self, name: str, value: Any) -> None:
+        w = self.controls[name]
+        try:
+            w.value = value
+        except Exception as e:  # noqa: BLE001 - say which control and what it takes
+            raise ValueError(f"control {name!r} cannot take {value!r}: {e}") from None
 
     def _on_change(self, change: dict) -> None:
         if self._silent:
@@ -427,6 +441,24 @@ class Explorer:
             controls = W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap"))
             self._view = W.VBox([controls, self._status, self._image])
         return self._view
+
+    def _ipython_display_(self) -> None:
+        """Display the bundle below with a display id, so that a later `update()` from a cell
+        also refreshes the stored static picture (what a reader without a kernel sees)."""
+        from IPython.display import display
+
+        handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
+        if handle is not None:
+            self._displays.append(handle)
+
+    def _update_displays(self) -> None:
+        """After a cell's update(): the displayed outputs' static PNG follows (not on browser
+        changes, which must stay fast; the live view shows those)."""
+        for handle in self._displays:
+            try:
+                handle.update(self._repr_mimebundle_(), raw=True)
+            except Exception:  # noqa: BLE001 - no display machinery (plain Python): nothing to refresh
+                pass
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, Any]:
         """The widget view AND a static PNG of the current picture in one output bundle: the live

@@ -131,6 +131,7 @@ class Explorer:
         self._displays: list = []
         self._animated: list = []
         self._backgrounds: OrderedDict = OrderedDict()
+        self._labels_fixed = False
         self._image = None
         self._status = None
         with self._hold():
@@ -396,6 +397,9 @@ class Explorer:
                 canvas.restore_region(self._backgrounds[key])
             else:
                 canvas.draw()                      # animated artists are left out of the background
+                if not self._labels_fixed:         # axis labels stay where the first draw put them
+                    self._fix_label_positions()
+                    canvas.draw()
                 self._backgrounds[key] = canvas.copy_from_bbox(fig.bbox)
                 while len(self._backgrounds) > self.backgrounds_kept:
                     self._backgrounds.popitem(last=False)
@@ -414,6 +418,24 @@ class Explorer:
         finally:
             for a in live:                         # outside a render the figure is an ordinary one
                 a.set_animated(False)
+
+    def _fix_label_positions(self) -> None:
+        """Pin each axis label at the place the first draw chose (in axes coordinates), which
+        spares matplotlib re-measuring the tick labels on every background (a third of its cost)."""
+        self._labels_fixed = True
+        renderer = self.fig.canvas.get_renderer()
+        for ax in self.fig.axes:
+            inv = ax.transAxes.inverted()
+            for axis, corner in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+                label = axis.label
+                if not label.get_text() or not label.get_visible() or not getattr(axis, "_autolabelpos", True):
+                    continue
+                bb = label.get_window_extent(renderer)
+                if corner == "x":                  # anchored at its top centre
+                    x, y = inv.transform(((bb.x0 + bb.x1) / 2, bb.y1))
+                else:                              # vertical, anchored at its right middle
+                    x, y = inv.transform((bb.x1, (bb.y0 + bb.y1) / 2))
+                axis.set_label_coords(x, y)
 
     @property
     def pixel_size(self) -> tuple[int, int]:

@@ -124,6 +124,7 @@ class ScheduleExplorer(Explorer):
         self._tline = self.animated(ax0.axvline(0.0, color="k", lw=0.8))
         self._dots = self.animated(ax0.scatter([], [], s=22, zorder=5, edgecolors="k", linewidths=0.5))
         ax0.set_xlabel("t  (0 = data, 1 = noise)")
+        ax0.yaxis.set_label_coords(-0.17, 0.5)   # fixed: left of the widest tick labels of any curve
         ax0.set_xlim(0.0, 1.0)
         self._ranges = {}                        # y-range of each curve over ALL the schedules: a fixed frame
         for curve in ("alpha", "sigma", "snr", "lam"):
@@ -134,10 +135,10 @@ class ScheduleExplorer(Explorer):
         ax1.set_aspect("equal", adjustable="box")
         ax1.set_xlabel("$x_1$", labelpad=1)
         ax1.set_ylabel("$x_2$", labelpad=1)
-        self._title1 = self.animated(ax1.set_title(" ", fontsize=10))
+        self._title1 = self.animated(ax1.set_title(" ", fontsize=10, y=1.0))
         self._im = self.animated(ax2.imshow(viz.to_numpy(self.image), cmap="gray", vmin=-2, vmax=2))
         ax2.axis("off")
-        self._title2 = self.animated(ax2.set_title(" ", fontsize=10))
+        self._title2 = self.animated(ax2.set_title(" ", fontsize=10, y=1.0))
         self._legend_key = None
 
     def _frame(self, curve: str, chosen: tuple[str, ...]) -> None:
@@ -166,7 +167,7 @@ class ScheduleExplorer(Explorer):
             ax0.set_ylim(lo - pad, hi + pad)
             ax0.set_ylabel(CURVES[curve])
         ax0.set_title({"alpha_sigma": r"signal $\alpha_t$ and noise $\sigma_t$", "snr": "signal-to-noise ratio",
-                       "lam": r"half log-SNR $\lambda_t$"}[curve], fontsize=10)
+                       "lam": r"half log-SNR $\lambda_t$"}[curve], fontsize=10, y=1.0)
 
     def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
         if not hasattr(self, "_lines"):

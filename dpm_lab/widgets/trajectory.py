@@ -160,11 +160,11 @@ class TrajectoryExplorer(Explorer):
         self._start = self.animated(ax1.scatter([], [], s=7, color="0.45", zorder=3, label="start $x_T$"))
         self._now = self.animated(ax1.scatter([], [], s=9, color="C3", zorder=4, label="$x$ at the step"))
         ax1.legend(loc="upper right", fontsize=8, framealpha=0.85, markerscale=2)
-        self._title1 = self.animated(ax1.set_title(" ", fontsize=10))
+        self._title1 = self.animated(ax1.set_title(" ", fontsize=10, y=1.0))
         self._im = self.animated(ax2.imshow(np.zeros((self.N_DENSITY, self.N_DENSITY)), origin="lower", extent=extent,
                                             cmap="Greys", vmin=0.0, vmax=1.6, interpolation="bilinear", zorder=0))
         self._points = self.animated(ax2.scatter([], [], s=5, color="C3", alpha=0.85, zorder=3))
-        self._title2 = self.animated(ax2.set_title(" ", fontsize=10))
+        self._title2 = self.animated(ax2.set_title(" ", fontsize=10, y=1.0))
         ax2.text(0.02, 0.02, "grey: exact p\u209c of the target at the step's t", transform=ax2.transAxes,
                  fontsize=8, color="0.3")
 

@@ -39,6 +39,8 @@ class TrajectoryExplorer(Explorer):
         n_samples: number of trajectories.
         lim: half-width of the plotted box.
         n_show: paths drawn on the left.
+        nfe_max: top of the NFE slider (default NFE_MAX = 50; a larger one makes its far end slower
+            than the widget standard's latency on a 2-core CPU).
     """
 
     compute_keys = ("sampler", "nfe", "eta", "seed")
@@ -47,11 +49,12 @@ class TrajectoryExplorer(Explorer):
     margins = {"left": 0.055, "right": 0.985, "bottom": 0.11, "top": 0.86, "wspace": 0.18}
     axes_grid = (1, 2)
     METHODS = ("ddim", "ddpm", "euler", "heun", "dpm_solver_2", "dpmpp_2m")   # names in dl.samplers.SOLVERS
-    NFE_MAX = 100
+    NFE_MAX = 50      # default top of the NFE slider: a run of 50 steps stays inside the latency budget
     N_DENSITY = 70
 
     def __init__(self, mixture: GaussianMixture | None = None, model: Model | None = None, *,
                  schedule: Schedule | None = None, n_samples: int = 256, lim: float = 3.5, n_show: int = 48,
+                 nfe_max: int | None = None,
                  **initial: Any) -> None:
         if mixture is None:
             mixture = eight_gaussians_mixture()
@@ -59,6 +62,8 @@ class TrajectoryExplorer(Explorer):
         self.schedule = model.schedule if model is not None else (schedule or get_schedule("vp"))
         self.model = model if model is not None else mixture.model(self.schedule)
         self.n_samples, self.lim, self.n_show = n_samples, lim, n_show
+        if nfe_max is not None:
+            self.NFE_MAX = int(nfe_max)
         self.target = mixture.sample(2000, generator=torch.Generator().manual_seed(123), dtype=torch.float64)
         self._density_grid = viz.grid_points(lim, self.N_DENSITY)[2]
         self._densities: dict = {}

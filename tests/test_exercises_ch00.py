@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from exercise_suite import chapter_suite, run_check
 
 import dpm_lab as dl
 
-NO, OK, TODO = "\u274c", "\u2705", "\u270f\ufe0f"
 E = dl.exercises.ch00
 
 
@@ -138,36 +138,7 @@ STUBS = {
 }
 
 
-def _run(name, answer, capsys):
-    ok = dl.exercises.EXERCISES[name][1](answer)
-    return ok, capsys.readouterr().out
-
-
-def test_every_chapter_check_has_a_solution_a_stub_and_three_wrong_answers():
-    mine = {n for n, (ch, _) in dl.exercises.EXERCISES.items() if ch == "00"}
-    assert set(SOLUTIONS) == mine == set(STUBS)
-    for name in mine:
-        assert sum(w[0] == name for w in WRONG) >= 3, name
-
-
-@pytest.mark.parametrize("name", sorted(SOLUTIONS))
-def test_correct_answer_passes(name, capsys):
-    ok, out = _run(name, SOLUTIONS[name], capsys)
-    assert ok is True and out.startswith(OK), out
-
-
-@pytest.mark.parametrize("name", sorted(STUBS))
-def test_stub_is_not_attempted_yet(name, capsys):
-    ok, out = _run(name, STUBS[name], capsys)
-    assert ok is False and out.startswith(TODO) and "not attempted yet" in out, out
-
-
-@pytest.mark.parametrize("name, answer, words", WRONG, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG)])
-def test_wrong_answer_gets_its_hint(name, answer, words, capsys):
-    ok, out = _run(name, answer, capsys)
-    assert ok is False and out.startswith(NO), out
-    for w in words:
-        assert w in out, f"{name}: {w!r} not in {out!r}"
+globals().update(chapter_suite("00", SOLUTIONS, WRONG, STUBS))
 
 
 def test_the_prediction_accepts_its_letter_in_any_dress(capsys):
@@ -207,7 +178,7 @@ def test_the_public_names():
 
 @pytest.mark.parametrize("name", sorted(E.REFERENCES))
 def test_every_reference_passes_its_own_check(name, capsys):
-    ok, out = _run(name, E.REFERENCES[name], capsys)
+    ok, out = run_check(name, E.REFERENCES[name], capsys)
     assert ok is True, out
 
 

@@ -5,11 +5,10 @@ import math
 
 import pytest
 import torch
+from exercise_suite import chapter_suite
 
 import dpm_lab as dl
 from dpm_lab.exercises import ch02
-
-NO, OK = "\u274c", "\u2705"
 
 
 def alpha_bars(b):
@@ -203,38 +202,7 @@ WRONG = [
 ]
 
 
-def _run(name, answer, capsys):
-    ok = dl.exercises.EXERCISES[name][1](answer)
-    return ok, capsys.readouterr().out
-
-
-def test_every_chapter_check_has_a_solution_and_three_wrong_answers():
-    mine = {n for n, (ch, _) in dl.exercises.EXERCISES.items() if ch == "02"}
-    assert set(SOLUTIONS) == mine and len(mine) >= 6
-    assert {name for name, _, _ in WRONG} == mine
-    for name in mine:
-        assert sum(w[0] == name for w in WRONG) >= 3, name
-
-
-@pytest.mark.parametrize("name", sorted(SOLUTIONS))
-def test_correct_answer_passes(name, capsys):
-    ok, out = _run(name, SOLUTIONS[name], capsys)
-    assert ok is True and out.startswith(OK), out
-
-
-@pytest.mark.parametrize("name", sorted(SOLUTIONS))
-def test_stub_is_not_attempted(name, capsys):
-    for stub in (None, lambda *a: None):
-        ok, out = _run(name, stub, capsys)
-        assert ok is False and "not attempted yet" in out
-
-
-@pytest.mark.parametrize("name, answer, words", WRONG, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG)])
-def test_wrong_answer_gets_its_hint(name, answer, words, capsys):
-    ok, out = _run(name, answer, capsys)
-    assert ok is False and out.startswith(NO), out
-    for w in words:
-        assert w in out, f"{name}: {w!r} not in {out!r}"
+globals().update(chapter_suite("02", SOLUTIONS, WRONG, None))
 
 
 def test_alpha_bar_agrees_with_the_package_schedule(capsys):

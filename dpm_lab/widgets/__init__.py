@@ -1,8 +1,11 @@
 """Interactive explorers (ipywidgets + matplotlib) with cached, testable updates.
 
 `base.Explorer` is the base every widget of the course is built on: `compute(**controls)` returns
-the data (cached), `draw` updates one reused figure, `update(**controls)` moves the controls and
-returns the data, so the picture always matches the controls and tests run without a browser.
+the data (cached), `draw` updates one fixed-size figure (in place, with blitting, in the shared
+explorers), `update(**controls)` moves the controls, redraws and returns the data (the one path
+a browser change takes too), so the picture always matches the controls and tests run without a
+browser.  `InvalidSelection("message")` raised by compute/draw shows the message in the widget.
+Displaying an explorer gives the live widget and a static PNG of its picture in one output.
 One file per explored object, reused across chapters:
 
     schedule.py     ScheduleExplorer    alpha_t, sigma_t, SNR, lambda_t and forward noising

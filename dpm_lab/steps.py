@@ -88,13 +88,22 @@ def check_times(s: Any, t: Any, method: str) -> tuple[float, float]:
     return s, t
 
 
+_CACHE_SIZE = 4096   # scalar times remembered per schedule (schedules are not changed after construction)
+
+
 def coeffs(schedule: Schedule, t: float) -> Coeffs:
     """Every schedule coefficient at the scalar time t as float64 Python floats: schedule.coeffs(t).floats().
 
     alpha, sigma, d_alpha, d_sigma2, d_sigma, lam = log(alpha/sigma), d_lam, f, g2; at the end points
     the diverging ones hold their extended-real limits (lam = -inf where alpha = 0, +inf where sigma = 0).
     """
-    return schedule.coeffs(float(t)).floats()
+    t = float(t)
+    cache = schedule.__dict__.setdefault("_step_coeffs", {})   # a grid's times repeat across steps and runs
+    if t not in cache:
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[t] = schedule.coeffs(t).floats()
+    return cache[t]
 
 
 def begin(model: FieldModel, s: Any, t: Any, state: dict | None, method: str) -> tuple[Coeffs, Coeffs, dict]:

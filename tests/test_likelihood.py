@@ -4,8 +4,9 @@ import math
 
 import pytest
 import torch
+from stand_ins import EpsNet
 
-from dpm_lab import gmm, param, schedules
+from dpm_lab import gmm, schedules
 from dpm_lab import likelihood as lk
 
 
@@ -32,16 +33,6 @@ def test_pf_ode_likelihood_matches_closed_form(mix, sched, gen):
     assert (lk.log_likelihood(model, x0, t_min=0.0) - mix.log_prob(x0)).abs().max() < tol
 
 
-class EpsNet(param.Model):
-    """A stand-in network predicting eps only, as a trained one would (its velocity needs sigma_t')."""
-
-    kind = "eps"
-
-    def __init__(self, mixture, schedule):
-        self.mixture, self.schedule = mixture, schedule
-
-    def raw(self, x_t, t, c=None):
-        return self.mixture.eps(x_t, t, self.schedule)
 
 
 @pytest.mark.parametrize("sched", [schedules.VPLinear(), schedules.Cosine(), schedules.EDM(sigma_max=20.0),

@@ -4,8 +4,9 @@ import math
 
 import pytest
 import torch
+from stand_ins import EpsNet
 
-from dpm_lab import gmm, param, schedules, steps, utils
+from dpm_lab import gmm, schedules, steps, utils
 
 
 def _mixture():
@@ -13,16 +14,6 @@ def _mixture():
     return gmm.GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.0, -0.3]], covs)
 
 
-class EpsNet(param.Model):
-    """A stand-in network that predicts eps only (kind 'eps'), as a trained one would."""
-
-    kind = "eps"
-
-    def __init__(self, mixture, schedule):
-        self.mixture, self.schedule = mixture, schedule
-
-    def raw(self, x_t, t, c=None):
-        return self.mixture.eps(x_t, t, self.schedule)
 
 
 def test_check_times_reads_from_s_to_a_cleaner_t():

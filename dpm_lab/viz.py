@@ -309,14 +309,7 @@ def animate(traj: Array, *, lim: Limits = 3.5, interval: int = 120, s: float = 4
         times: optional (n+1,) times shown in the title.
         loop: the GIF (and the player's default mode) loop; False plays once.
     """
-    import base64
-    import io
-    import re
-
     from matplotlib import animation
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from PIL import Image
 
     tr = to_numpy(traj)
     if tr.ndim != 3 or tr.shape[2] != 2:
@@ -325,20 +318,7 @@ def animate(traj: Array, *, lim: Limits = 3.5, interval: int = 120, s: float = 4
         raise ValueError(f"max_frames must be at least 2, got {max_frames}")
     n = tr.shape[0]
     keep = np.unique(np.round(np.linspace(0, n - 1, min(n, max_frames))).astype(int))
-    fig = Figure(figsize=figsize, dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    if background is not None:
-        bg = to_numpy(background)
-        ax.scatter(bg[:, 0], bg[:, 1], s=2, color="0.8")
-    pts = ax.scatter(tr[0, :, 0], tr[0, :, 1], s=s, color="C0")
-    (a, b), (c, d) = _limits(lim)
-    ax.set_xlim(a, b)
-    ax.set_ylim(c, d)
-    ax.set_aspect("equal", adjustable="box")
-    ax.tick_params(labelsize=7)
-    label = ax.set_title("step 0", fontsize=9)
-    fig.tight_layout()
+    fig, pts, label = _animation_figure(tr[0], lim, s, background, figsize, dpi)
 
     def frame(j: int) -> tuple:
         k = int(keep[j])
@@ -346,20 +326,58 @@ def animate(traj: Array, *, lim: Limits = 3.5, interval: int = 120, s: float = 4
         label.set_text(f"step {k}" + (f", t = {float(times[k]):.3f}" if times is not None else ""))
         return pts, label
 
-    gif_frames = []
-    for j in range(len(keep)):
+    gif = _gif_base64(fig, frame, len(keep), interval, loop)
+    anim = animation.FuncAnimation(fig, frame, frames=len(keep), interval=interval, blit=False)
+    return _player_with_gif(anim.to_jshtml(default_mode="loop" if loop else "once"), gif)
+
+
+def _animation_figure(first: np.ndarray, lim: Limits, s: float, background: Array | None,
+                      figsize: tuple[float, float], dpi: int) -> tuple:
+    """The one figure an animation redraws: (figure, the moving points, the title)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if background is not None:
+        bg = to_numpy(background)
+        ax.scatter(bg[:, 0], bg[:, 1], s=2, color="0.8")
+    pts = ax.scatter(first[:, 0], first[:, 1], s=s, color="C0")
+    (a, b), (c, d) = _limits(lim)
+    ax.set_xlim(a, b)
+    ax.set_ylim(c, d)
+    ax.set_aspect("equal", adjustable="box")
+    ax.tick_params(labelsize=7)
+    label = ax.set_title("step 0", fontsize=9)
+    fig.tight_layout()
+    return fig, pts, label
+
+
+def _gif_base64(fig, frame: Callable[[int], tuple], n_frames: int, interval: int, loop: bool) -> str:
+    """Every frame of an animation drawn once and packed as a base64 animated GIF (64 colours)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    frames = []
+    for j in range(n_frames):
         frame(j)
         fig.canvas.draw()
         w, h = fig.canvas.get_width_height(physical=True)
         rgb = Image.frombuffer("RGBA", (w, h), fig.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
-        gif_frames.append(rgb.quantize(colors=64, method=Image.Quantize.MEDIANCUT))
+        frames.append(rgb.quantize(colors=64, method=Image.Quantize.MEDIANCUT))
     buf = io.BytesIO()
-    gif_frames[0].save(buf, format="gif", save_all=True, append_images=gif_frames[1:], duration=interval,
-                       loop=0 if loop else 1, optimize=False)
-    gif = base64.b64encode(buf.getvalue()).decode("ascii")
-    anim = animation.FuncAnimation(fig, frame, frames=len(keep), interval=interval, blit=False)
-    html = anim.to_jshtml(default_mode="loop" if loop else "once")
-    # the player's <img> starts as the GIF: a picture (moving) wherever its script does not run
+    frames[0].save(buf, format="gif", save_all=True, append_images=frames[1:], duration=interval,
+                   loop=0 if loop else 1, optimize=False)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _player_with_gif(html: str, gif: str) -> str:
+    """matplotlib's jshtml player whose <img> starts as the GIF: a moving picture where scripts do not run."""
+    import re
+
     html, count = re.subn(r'<img id="(_anim_img[0-9a-f]+)">',
                           lambda m: f'<img id="{m.group(1)}" alt="animation" src="data:image/gif;base64,{gif}">',
                           html, count=1)

@@ -136,6 +136,22 @@ def _restore(path, model, ema, opt, gen):
     return int(st["step"]), float(st["ema_loss"])
 
 
+def _optimizer_step(model: nn.Module, loss: Callable, x0: torch.Tensor, c, gen: torch.Generator,
+                    opt: torch.optim.Optimizer, clip: float | None, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Adam(W) step on the batch mean of the per-sample loss, the gradient norm clipped to `clip`.
+
+    Returns (the loss before the step, the gradient norm before clipping); a non-finite loss raises.
+    """
+    value = loss(model, x0, c, generator=gen).mean()
+    if not torch.isfinite(value):
+        raise FloatingPointError(f"loss is {value.item()} at step {step}; lower lr or check the data")
+    opt.zero_grad(set_to_none=True)
+    value.backward()
+    norm = nn.utils.clip_grad_norm_(model.parameters(), clip if clip else float("inf"))
+    opt.step()
+    return value, norm
+
+
 def fit(model: nn.Module, loss: Callable, data, *, steps: int = 2000, batch: int = 256, lr: float = 1e-3,
         lr_schedule: str = "cosine", warmup: int = 0, final_lr_frac: float = 0.0, weight_decay: float = 0.0,
         ema: float | None = 0.999, clip: float | None = 1.0, seed: int = 0, checkpoint: str | None = None,
@@ -173,13 +189,7 @@ def fit(model: nn.Module, loss: Callable, data, *, steps: int = 2000, batch: int
             for group in opt.param_groups:
                 group["lr"] = rate
             x0, c = draw()
-            value = loss(model, x0, c, generator=gen).mean()
-            if not torch.isfinite(value):
-                raise FloatingPointError(f"loss is {value.item()} at step {step}; lower lr or check the data")
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            norm = nn.utils.clip_grad_norm_(model.parameters(), clip if clip else float("inf"))
-            opt.step()
+            value, norm = _optimizer_step(model, loss, x0, c, gen, opt, clip, step)
             if avg:
                 avg.update(model, step)
             done = step + 1

@@ -173,3 +173,11 @@ def test_time_at_lam_inverts_lambda():
     sched = schedules.VPLinear()
     t = steps.time_at_lam(sched, float(sched.lam(0.37)))
     assert isinstance(t, float) and math.isclose(t, 0.37, rel_tol=1e-9)
+
+
+def test_coeffs_are_remembered_per_schedule_and_equal_a_fresh_read():
+    vp, cos = schedules.VPLinear(), schedules.Cosine()
+    first = steps.coeffs(vp, 0.37)
+    assert steps.coeffs(vp, 0.37) is first                    # a grid's times are read once
+    assert first == vp.coeffs(0.37).floats()                  # and the remembered value is the fresh one
+    assert steps.coeffs(cos, 0.37) == cos.coeffs(0.37).floats() != first   # no sharing across schedules

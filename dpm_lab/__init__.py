@@ -13,11 +13,11 @@ imported here: run it as `python -m dpm_lab.course`.
 from . import datasets, gmm, grids, images, param, schedules, store, utils
 
 # learning and sampling
-from . import losses, nets, train, zoo
-from . import dynamics, fast_solvers, guidance, likelihood, samplers, steps
+from . import ebm, losses, nets, nflows, train, zoo
+from . import dynamics, fast_solvers, fokker_planck, guidance, likelihood, samplers, steps
 
 # beyond, recipes (importing them registers every recipe in the zoo), seeing
-from . import digit_eval, metrics
+from . import digit_eval, metrics, ot, reflow
 from . import recipes
 from . import exercises, notebook, viz, widgets
 

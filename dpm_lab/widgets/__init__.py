@@ -11,14 +11,22 @@ One file per explored object, reused across chapters:
     schedule.py     ScheduleExplorer    alpha_t, sigma_t, SNR, lambda_t and forward noising
     field.py        FieldExplorer       the four exact (and learned) fields over p_t
     trajectory.py   TrajectoryExplorer  sampler paths with a time scrubber
+    langevin.py, sde.py, flows.py, lens.py   the explorers of chapters 03, 04, 05 and 06
 
     ex = dl.widgets.ScheduleExplorer()
     ex                                   # in a notebook: the controls and the live figure
     ex.update(t=0.5)["alpha_t"]["vp"]    # the numbers behind the picture
 """
+from . import flows, langevin, lens, sde
 from .base import Explorer, InvalidSelection
 from .field import FIELD_KINDS, FieldExplorer
 from .schedule import ScheduleExplorer, digit_image
 from .trajectory import TrajectoryExplorer
 
-__all__ = ["Explorer", "InvalidSelection", "ScheduleExplorer", "FieldExplorer", "TrajectoryExplorer", "digit_image", "FIELD_KINDS"]
+# the chapter explorers (langevin: Ch 03, sde: Ch 04, flows: Ch 05, lens: Ch 06) at the top level too
+CHAPTER_MODULES = (langevin, sde, flows, lens)
+for _module in CHAPTER_MODULES:
+    globals().update({n: getattr(_module, n) for n in _module.__all__})
+
+__all__ = ["Explorer", "InvalidSelection", "ScheduleExplorer", "FieldExplorer", "TrajectoryExplorer", "digit_image", "FIELD_KINDS",
+           *(n for m in CHAPTER_MODULES for n in m.__all__)]

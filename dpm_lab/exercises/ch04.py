@@ -1,0 +1,4 @@
+"""Chapter 04: its exercise checks."""
+from __future__ import annotations
+
+__all__: list[str] = []

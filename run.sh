@@ -22,7 +22,8 @@ ensure_env() {
   # probe from outside the repository, so that a local ./dpm_lab folder does not answer for the install
   local here="$PWD" found
   found=$(cd / && "$PY" -c 'import dpm_lab, os; print(os.path.dirname(os.path.dirname(os.path.abspath(dpm_lab.__file__))))' 2>/dev/null || true)
-  if ! (cd / && "$PY" -c "import nbval, hypothesis, ipywidgets, jupyterlab, sklearn, scipy, tqdm, matplotlib, ruff") 2>/dev/null \
+  # (ipywidgets 8.1.9 renders no widgets in VS Code: pyproject excludes it, so an install that has it is redone)
+  if ! (cd / && "$PY" -c "import nbval, hypothesis, ipywidgets, jupyterlab, sklearn, scipy, tqdm, matplotlib, ruff; assert ipywidgets.__version__ != '8.1.9'") 2>/dev/null \
      || [ "$found" != "$here" ]; then
     "$PY" -m pip install -q -e ".[test]"
   fi

@@ -153,18 +153,23 @@ def euler_maruyama_step(model: FieldModel, x: torch.Tensor, s: float, t: float, 
 
 # -- Langevin -------------------------------------------------------------------------------------------
 def langevin(score_fn: Callable, x: torch.Tensor, n_steps: int, step_size: float, *,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-    """Unadjusted Langevin dynamics x <- x + eta s(x) + sqrt(2 eta) z (§3.1.4).
+             generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+    """Unadjusted Langevin dynamics x <- x + eta s(x) + sqrt(2 eta T) z (§3.1.4; T = temperature).
 
-    Its stationary law tends to p as eta -> 0, but it mixes badly between separated modes (§3.4.1).
+    Its stationary law tends to p^(1/T) (normalised) as eta -> 0: T = 1 targets p itself, T < 1
+    sharpens the modes, T > 1 flattens them.  It mixes badly between separated modes (§3.4.1).
     Args:
-        score_fn: x (B, *D) -> score (B, *D).  x: (B, *D) starting points.
+        score_fn: x (B, *D) -> score (B, *D).  x: (B, *D) starting points.  temperature: T > 0.
     """
     check_x(x)
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1 or not step_size > 0:
-        raise ValueError(f"need n_steps >= 1 and step_size > 0, got {n_steps}, {step_size}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"langevin: n_steps must be an integer >= 1, got {n_steps!r}")
+    if not step_size > 0:
+        raise ValueError(f"langevin: step_size must be > 0, got {step_size!r}")
+    if not temperature > 0:
+        raise ValueError(f"langevin: temperature must be > 0, got {temperature!r}")
     for _ in range(n_steps):
-        x = x + step_size * score_fn(x) + math.sqrt(2 * step_size) * noise(x, generator)
+        x = x + step_size * score_fn(x) + math.sqrt(2 * step_size * temperature) * noise(x, generator)
     return x
 
 

@@ -24,7 +24,7 @@ import torch
 from .utils import Time, as_time, check_choice, check_finite, randn
 
 __all__ = ["Coeffs", "Schedule", "VPLinear", "Cosine", "VEGeometric", "EDM", "RectifiedFlow", "Trig",
-           "DiscreteSchedule", "get_schedule", "SCHEDULES"]
+           "DiscreteSchedule", "get_schedule", "SCHEDULES", "time_map", "flow_time", "trig_time", "kinetic_energy"]
 
 
 @dataclass(frozen=True)
@@ -475,3 +475,93 @@ def get_schedule(name: str | Schedule = "vp", **kwargs) -> Schedule:
         raise TypeError(f"schedule must be a name or a Schedule, got {type(name).__name__}")
     check_choice(name, SCHEDULES, "schedule")
     return SCHEDULES[name](**kwargs)
+
+
+# -- §6.3.3-§6.3.4: every affine path is one path in another clock and scale -----------------------------
+def time_map(src: Schedule, dst: Schedule, t: Time) -> tuple[torch.Tensor, torch.Tensor]:
+    """The time tau and scale k with x^dst_tau = k x^src_t for the same (x0, eps) (§6.3.3).
+
+    Two affine paths with the same log-SNR lambda differ only by a common factor: tau solves
+    lambda^dst_tau = lambda^src_t, and k = alpha^dst_tau / alpha^src_t = sigma^dst_tau / sigma^src_t,
+    computed as (alpha^dst + sigma^dst) / (alpha^src + sigma^src) so that it holds at either end.
+    Args: t a float, 0-d or (B,) tensor in [0, 1].  Returns (tau, k), tensors shaped like t (float64).
+    A ValueError where lambda^src_t lies outside dst's range of lambda (dst has no such time).
+    """
+    if not isinstance(src, Schedule) or not isinstance(dst, Schedule):
+        raise TypeError("time_map(src, dst, t) needs two Schedule objects, got "
+                        f"{type(src).__name__} and {type(dst).__name__}")
+    t = as_time(t)
+    lam = src.lam(t)
+    lo, hi = dst.lam(torch.tensor(1.0, dtype=torch.float64)), dst.lam(torch.tensor(0.0, dtype=torch.float64))
+    outside = (lam < lo - 1e-9) | (lam > hi + 1e-9)
+    if outside.any():
+        bad = t.expand_as(lam)[outside].flatten()[0].item()
+        raise ValueError(f"time_map: lambda of {src.name} at t = {bad:g} is {float(lam[outside].flatten()[0]):.4g}, "
+                         f"outside the range [{float(lo):.4g}, {float(hi):.4g}] of {dst.name}; no time of "
+                         f"{dst.name} has that signal-to-noise ratio")
+    tau = dst.inv_lam(lam).clamp(0, 1)
+    k = (dst.alpha(tau) + dst.sigma(tau)) / (src.alpha(t) + src.sigma(t))
+    return tau, k
+
+
+def flow_time(schedule: Schedule, t: Time) -> tuple[torch.Tensor, torch.Tensor]:
+    """The book's map to flow-matching time (§6.3.3): x_t = c(t) x^FM_tau(t), x^FM_tau = (1 - tau) x0 + tau eps.
+
+    c = alpha_t + sigma_t and tau = sigma_t / (alpha_t + sigma_t).  (time_map(schedule, RectifiedFlow(), t)
+    gives the same tau with k = 1 / c, the map read the other way.)  Returns (c, tau) shaped like t.
+    """
+    t = as_time(t)
+    a, s = schedule.alpha(t), schedule.sigma(t)
+    c = a + s
+    if (c <= 0).any():
+        raise ValueError(f"flow_time: alpha_t + sigma_t = 0 for {schedule.name}; the path carries nothing there")
+    return c, s / c
+
+
+def trig_time(schedule: Schedule, t: Time) -> tuple[torch.Tensor, torch.Tensor]:
+    """The map to the trigonometric path (§6.3.3): x_t = R_t x^Trig_u, x^Trig_u = cos(u) x0 + sin(u) eps.
+
+    R_t = sqrt(alpha_t^2 + sigma_t^2) and the angle u_t in [0, pi/2] with cos u_t = alpha_t / R_t.
+    (The package's Trig schedule with sigma_d = 1 runs the angle as u = pi t / 2.)  Returns (R, u) shaped like t.
+    """
+    t = as_time(t)
+    a, s = schedule.alpha(t), schedule.sigma(t)
+    R = torch.sqrt(a ** 2 + s ** 2)
+    if (R <= 0).any():
+        raise ValueError(f"trig_time: alpha_t = sigma_t = 0 for {schedule.name}; the path carries nothing there")
+    return R, torch.atan2(s, a)
+
+
+def kinetic_energy(schedule: Schedule, second_moment: float, dim: int, *, t_min: float = 0.0, t_max: float = 1.0,
+                   n: int = 64) -> float:
+    """Kinetic energy of the conditional path, K = int E||alpha_t' x0 + sigma_t' eps||^2 dt (§6.3.4).
+
+    With eps independent of x0 and zero-mean, E||alpha' x0 + sigma' eps||^2 = alpha'^2 E||x0||^2 + sigma'^2 D,
+    so for the paths x_t = (1 - rho) x0 + rho eps, K = (D + E||x0||^2) int rho'^2 dt, with
+    E||x0||^2 = Tr Cov x0 + ||E x0||^2; rho(t) = t minimises int rho'^2 under rho(0) = 0, rho(1) = 1.
+    Gauss-Legendre with n nodes on [t_min, t_max].
+
+    Args: second_moment E||x0||^2 >= 0; dim the data dimension D >= 1.  Returns a float.
+    A ValueError where the integral diverges (sigma_t' is infinite at t_min, as at the start of VP and VE).
+    """
+    if not second_moment >= 0:
+        raise ValueError(f"second_moment must be E||x0||^2 >= 0, got {second_moment}")
+    if not (isinstance(dim, int) and dim >= 1):
+        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+    if not (isinstance(n, int) and n >= 2):
+        raise ValueError(f"n must be an integer >= 2 (quadrature nodes), got {n!r}")
+    lo, hi = (float(as_time(v, name=k)) for v, k in ((t_min, "t_min"), (t_max, "t_max")))
+    if not lo < hi:
+        raise ValueError(f"need t_min < t_max, got {lo}, {hi}")
+    end = schedule.coeffs(torch.tensor([lo, hi], dtype=torch.float64))
+    if not (torch.isfinite(end.d_sigma).all() and torch.isfinite(end.d_alpha).all()):
+        raise ValueError(f"kinetic_energy: sigma_t' of {schedule.name} is infinite at an end of "
+                         f"[{lo:g}, {hi:g}] (sigma_t grows like sqrt(t)); the energy diverges there, "
+                         "so pass t_min > 0")
+    import numpy as np
+
+    nodes, weights = np.polynomial.legendre.leggauss(n)
+    ts = torch.as_tensor(0.5 * (hi - lo) * nodes + 0.5 * (hi + lo), dtype=torch.float64)
+    c = schedule.coeffs(ts)
+    integrand = c.d_alpha ** 2 * float(second_moment) + c.d_sigma ** 2 * dim
+    return float(0.5 * (hi - lo) * (torch.as_tensor(weights, dtype=torch.float64) * integrand).sum())

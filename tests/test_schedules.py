@@ -277,3 +277,103 @@ def test_check_finite_names_the_first_bad_time():
         dl.VPLinear().d_sigma(t)
     with pytest.raises(ValueError, match=r"flow.f is not defined at t = 1 \(alpha_t = 0"):
         dl.RectifiedFlow().f(t)
+
+
+# -- §6.3.3-§6.3.4: time maps between affine paths and the kinetic energy of a path -------------------------
+AFFINE = [dl.VPLinear(), dl.Cosine(), dl.RectifiedFlow(), dl.Trig(), dl.EDM(sigma_max=5.0), dl.VEGeometric(0.01, 5.0)]
+AFFINE_IDS = [s.name for s in AFFINE]
+
+
+@pytest.mark.parametrize("src", AFFINE, ids=AFFINE_IDS)
+@pytest.mark.parametrize("dst", [dl.RectifiedFlow(), dl.Trig(), dl.VPLinear()], ids=["to-flow", "to-trig", "to-vp"])
+def test_time_map_carries_the_same_pair(src, dst):
+    # x^dst_tau = k x^src_t with the SAME (x0, eps): checked on draws, not on the formula
+    g = torch.Generator().manual_seed(3)
+    x0, eps = torch.randn(7, 2, generator=g, dtype=torch.float64), torch.randn(7, 2, generator=g, dtype=torch.float64)
+    t = torch.linspace(0.05, 0.9, 7, dtype=torch.float64)
+    lam = src.lam(t)
+    inside = (lam > dst.lam(torch.tensor(1.0 - 1e-6, dtype=torch.float64))) & (lam < dst.lam(torch.tensor(1e-6, dtype=torch.float64)))
+    t = t[inside]
+    tau, k = dl.schedules.time_map(src, dst, t)
+    x_src = src.alpha(t)[:, None] * x0[inside] + src.sigma(t)[:, None] * eps[inside]
+    x_dst = dst.alpha(tau)[:, None] * x0[inside] + dst.sigma(tau)[:, None] * eps[inside]
+    torch.testing.assert_close(k[:, None] * x_src, x_dst, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(dst.lam(tau), lam[inside], rtol=1e-8, atol=1e-8)
+
+
+def test_time_map_outside_the_range_and_bad_input():
+    with pytest.raises(ValueError, match="outside the range"):
+        dl.schedules.time_map(dl.VPLinear(), dl.VEGeometric(0.01, 5.0), 1.0)   # VP reaches a lower SNR than VE
+    with pytest.raises(TypeError, match="Schedule"):
+        dl.schedules.time_map("vp", dl.RectifiedFlow(), 0.5)
+    with pytest.raises(ValueError, match="t must lie in"):
+        dl.schedules.time_map(dl.VPLinear(), dl.RectifiedFlow(), 1.5)
+
+
+@pytest.mark.parametrize("sched", AFFINE, ids=AFFINE_IDS)
+def test_flow_time_is_the_books_map(sched):
+    # x_t = c x^FM_tau with x^FM_tau = (1 - tau) x0 + tau eps, c = alpha + sigma, tau = sigma / (alpha + sigma)
+    t = torch.tensor([0.0, 0.2, 0.6, 0.95], dtype=torch.float64)
+    c, tau = dl.schedules.flow_time(sched, t)
+    x0, eps = torch.tensor([1.3, -0.4], dtype=torch.float64), torch.tensor([0.2, 0.9], dtype=torch.float64)
+    x_t = sched.alpha(t)[:, None] * x0 + sched.sigma(t)[:, None] * eps
+    torch.testing.assert_close(x_t, c[:, None] * ((1 - tau)[:, None] * x0 + tau[:, None] * eps))
+    tau2, k = dl.schedules.time_map(sched, dl.RectifiedFlow(), t)
+    torch.testing.assert_close(tau2, tau, atol=1e-9, rtol=0)
+    torch.testing.assert_close(k, 1 / c)
+
+
+@pytest.mark.parametrize("sched", AFFINE, ids=AFFINE_IDS)
+def test_trig_time_is_rotation_and_radius(sched):
+    t = torch.tensor([0.0, 0.3, 0.7, 1.0], dtype=torch.float64)
+    R, u = dl.schedules.trig_time(sched, t)
+    torch.testing.assert_close(R * torch.cos(u), sched.alpha(t))
+    torch.testing.assert_close(R * torch.sin(u), sched.sigma(t))
+    assert ((u >= 0) & (u <= math.pi / 2 + 1e-12)).all()
+    inner = t[(t > 0) & (t < 1)]
+    tau, _ = dl.schedules.time_map(sched, dl.Trig(), inner)        # the package's Trig runs u = pi t / 2
+    torch.testing.assert_close(tau * math.pi / 2, dl.schedules.trig_time(sched, inner)[1], atol=1e-9, rtol=0)
+
+
+class _Power(dl.Schedule):
+    """x_t = (1 - rho) x0 + rho eps with rho = t^p (p >= 1/2 keeps the energy finite)."""
+
+    def __init__(self, p):
+        self.p, self.name = p, f"power{p}"
+
+    def _alpha(self, t): return 1 - t ** self.p
+    def _sigma(self, t): return t ** self.p
+    def _d_alpha(self, t): return -self.p * t ** (self.p - 1)
+    def _d_sigma2(self, t): return 2 * self.p * t ** (2 * self.p - 1)
+    def _d_sigma(self, t): return self.p * t ** (self.p - 1)
+
+
+def test_kinetic_energy_closed_form_and_monte_carlo():
+    # (1 - rho, rho) paths: K = (D + E||x0||^2) int rho'^2 = (D + m2) p^2 / (2p - 1), minimal at p = 1
+    D, m2 = 2, 4.08                                    # eight Gaussians: radius 2, std 0.2 -> 4 + 2 * 0.04
+    for p in (1.0, 1.5, 2.0, 3.0):
+        want = (D + m2) * p ** 2 / (2 * p - 1)
+        assert math.isclose(dl.schedules.kinetic_energy(_Power(p), m2, D, n=64), want, rel_tol=1e-9)
+    ks = {p: dl.schedules.kinetic_energy(_Power(p), m2, D) for p in (1.0, 1.2, 2.0)}
+    assert min(ks, key=ks.get) == 1.0
+    # Monte Carlo of E||alpha' x0 + sigma' eps||^2 on the mixture at fixed t: 20000 draws, tolerance 5 standard errors
+    gmm = dl.datasets.eight_gaussians_mixture()
+    g = torch.Generator().manual_seed(0)
+    x0 = gmm.sample(20000, generator=g, dtype=torch.float64)
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    c = dl.Trig().coeffs(0.4)
+    e = ((c.d_alpha * x0 + c.d_sigma * eps) ** 2).sum(1)
+    closed = float(c.d_alpha ** 2 * m2 + c.d_sigma ** 2 * D)
+    assert abs(float(e.mean()) - closed) < 5 * float(e.std()) / math.sqrt(len(e))
+    assert math.isclose(float((x0 ** 2).sum(1).mean()), m2, rel_tol=0.02)
+
+
+def test_kinetic_energy_refuses_divergent_and_bad_input():
+    with pytest.raises(ValueError, match="diverges"):
+        dl.schedules.kinetic_energy(dl.VPLinear(), 1.0, 2)         # sigma ~ sqrt(t): int 1/t diverges
+    assert math.isfinite(dl.schedules.kinetic_energy(dl.VPLinear(), 1.0, 2, t_min=1e-3))
+    for kw, word in [({"second_moment": -1.0, "dim": 2}, "second_moment"), ({"second_moment": 1.0, "dim": 0}, "dim"),
+                     ({"second_moment": 1.0, "dim": 2, "n": 1}, "n must"),
+                     ({"second_moment": 1.0, "dim": 2, "t_min": 0.5, "t_max": 0.2}, "t_min < t_max")]:
+        with pytest.raises(ValueError, match=word):
+            dl.schedules.kinetic_energy(dl.RectifiedFlow(), **kw)

@@ -17,6 +17,7 @@ The samplers here are steps of the `steps` contract and Solver objects for the d
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -27,12 +28,12 @@ import torch
 from .param import convert
 from .schedules import Schedule
 from .steps import FieldModel, Solver, as_solver, begin, check_times, coeffs, need, new_state, noise, x0_eps
-from .utils import as_time, check_x
+from .utils import as_time, check_choice, check_x
 
 __all__ = ["DYNAMICS_SOLVERS", "forward_sde", "reverse_drift", "pf_ode_velocity", "pf_ode_solve", "gamma_drift",
            "gamma_sde_step",
            "euler_maruyama_step", "langevin", "annealed_langevin", "annealed_langevin_step",
-           "predictor_corrector_step", "predictor_corrector"]
+           "predictor_corrector_step", "predictor_corrector", "sde_solve", "ode_solve", "ODE_METHODS"]
 
 
 def _times(times, name="times", descending=False) -> list[float]:
@@ -149,6 +150,90 @@ def euler_maruyama_step(model: FieldModel, x: torch.Tensor, s: float, t: float, 
                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """Euler-Maruyama on Anderson's reverse SDE: x_t = x_s - [f x - g^2 s*](s - t) + g sqrt(s - t) z (§4.2)."""
     return gamma_sde_step(model, x, s, t, state=state, generator=generator, gamma="g")
+
+
+# -- generic SDEs and ODEs (App. A) ----------------------------------------------------------------------
+def _monotone_times(times, name: str = "times") -> list[float]:
+    ts = [float(t) for t in torch.as_tensor(times, dtype=torch.float64).flatten()]
+    if len(ts) < 2 or not all(math.isfinite(t) for t in ts):
+        raise ValueError(f"{name} needs at least 2 finite times, got {len(ts)}")
+    d = [b - a for a, b in zip(ts[:-1], ts[1:])]
+    if not (all(h > 0 for h in d) or all(h < 0 for h in d)):
+        raise ValueError(f"{name} must be strictly monotone (every step size nonzero and of one sign)")
+    return ts
+
+
+def sde_solve(x0: torch.Tensor, times: Sequence[float] | torch.Tensor, drift: Callable, diffusion: float | Callable,
+              *, generator: torch.Generator | None = None, dW: torch.Tensor | None = None) -> torch.Tensor:
+    """Euler-Maruyama for a general SDE dx = b(x, t) dt + g dw (App. A.2, Eq. 4.1.1).
+
+    x_{k+1} = x_k + b(x_k, t_k) h_k + g(x_k, t_k) dW_k with dW_k ~ N(0, h_k I), h_k = t_{k+1} - t_k > 0.
+    Args:
+        x0: (B, *D) start.  times: strictly ascending (n+1,) times (any range: this is not tied to a schedule).
+        drift: (x, t) -> b (B, *D).  diffusion: g >= 0 as a number, a callable of one argument t -> g(t),
+            or a callable of two arguments (x, t) -> g (B, *D) for state-dependent (multiplicative) noise.
+        dW: optional (n, B, *D) Brownian increments (for strong-error studies, where a coarse path must
+            reuse the sums of a fine path's increments); drawn from `generator` when None.
+    Returns:
+        the path (n+1, B, *D).
+    """
+    check_x(x0, "x0")
+    ts = _monotone_times(times)
+    if ts[1] < ts[0]:
+        raise ValueError("times must be ascending: sde_solve runs forward in time (step sizes > 0)")
+    if dW is not None and tuple(dW.shape) != (len(ts) - 1, *x0.shape):
+        raise ValueError(f"dW must have shape {(len(ts) - 1, *x0.shape)}, got {tuple(dW.shape)}")
+    state_noise = callable(diffusion) and len(inspect.signature(diffusion).parameters) == 2
+    path, x = [x0], x0
+    for k, (a, b) in enumerate(zip(ts[:-1], ts[1:])):
+        if state_noise:
+            g = diffusion(x, a)
+        else:
+            g = float(diffusion(a)) if callable(diffusion) else float(diffusion)
+            if not g >= 0:
+                raise ValueError(f"diffusion must be >= 0, got {g} at t = {a}")
+        inc = dW[k] if dW is not None else math.sqrt(b - a) * noise(x, generator)
+        x = x + drift(x, a) * (b - a) + g * inc
+        path.append(x)
+    return torch.stack(path)
+
+
+def _euler(v, x, t, h): return x + h * v(x, t)
+
+
+def _heun(v, x, t, h):
+    k1 = v(x, t)
+    k2 = v(x + h * k1, t + h)
+    return x + 0.5 * h * (k1 + k2)
+
+
+def _rk4(v, x, t, h):
+    k1 = v(x, t)
+    k2 = v(x + 0.5 * h * k1, t + 0.5 * h)
+    k3 = v(x + 0.5 * h * k2, t + 0.5 * h)
+    k4 = v(x + h * k3, t + h)
+    return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+ODE_METHODS: dict[str, tuple[Callable, int]] = {"euler": (_euler, 1), "heun": (_heun, 2), "rk4": (_rk4, 4)}
+
+
+def ode_solve(velocity: Callable, x0: torch.Tensor, times: Sequence[float] | torch.Tensor, *,
+              method: str = "rk4") -> torch.Tensor:
+    """Fixed-step Euler (order 1), Heun (2) or RK4 (4) for dx/dt = v(x, t) on a grid (App. A.1).
+
+    The grid may run forward or backward in time (backward solving, App. A.1).  velocity: (x, t) -> dx/dt.
+    Returns the path (n+1, *x0.shape).
+    """
+    check_choice(method, ODE_METHODS, "method")
+    if not isinstance(x0, torch.Tensor):
+        raise TypeError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
+    ts, step = _monotone_times(times), ODE_METHODS[method][0]
+    path, x = [x0], x0
+    for a, b in zip(ts[:-1], ts[1:]):
+        x = step(velocity, x, a, b - a)
+        path.append(x)
+    return torch.stack(path)
 
 
 # -- Langevin -------------------------------------------------------------------------------------------

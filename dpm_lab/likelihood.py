@@ -30,7 +30,7 @@ from .steps import FieldModel, x0_eps
 from .utils import check_choice, check_x, randint, randn_like
 
 __all__ = ["Likelihood", "data_time", "divergence", "gaussian_log_prob", "log_likelihood", "encode", "decode",
-           "ddpm_elbo", "bits_per_dim"]
+           "ddpm_elbo", "bits_per_dim", "hutchinson_variance"]
 
 
 def divergence(fn: Callable, x: torch.Tensor, *, method: str = "exact", probes: torch.Tensor | None = None,
@@ -59,6 +59,28 @@ def divergence(fn: Callable, x: torch.Tensor, *, method: str = "exact", probes: 
             total = total + (vjp * u).flatten(1).sum(1)
         div = total / probes.shape[0]
         return (div, out.detach()) if with_value else div
+
+
+def hutchinson_variance(jacobian: torch.Tensor, n_probes: int = 1, *, probe: str = "rademacher") -> torch.Tensor:
+    """Exact variance of the Hutchinson estimate (1/P) sum_p u_p^T A u_p of tr A (§4.3.2, §3.2.2).
+
+    One probe: Rademacher u gives ||A||_F^2 + tr(A^2) - 2 sum_i A_ii^2 (the diagonal is free);
+    Gaussian u gives ||A||_F^2 + tr(A^2).  P independent probes divide it by P.
+    Args:
+        jacobian: (D, D) or (B, D, D) matrices A.  n_probes: P >= 1.  probe: 'rademacher' or 'gaussian'.
+    Returns:
+        the variance, () or (B,).
+    """
+    check_choice(probe, ("rademacher", "gaussian"), "probe")
+    if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
+        raise ValueError(f"n_probes must be an int >= 1, got {n_probes!r}")
+    A = torch.as_tensor(jacobian)
+    if A.dim() not in (2, 3) or A.shape[-1] != A.shape[-2]:
+        raise ValueError(f"jacobian must be square, shape (D, D) or (B, D, D), got {tuple(A.shape)}")
+    var = (A ** 2).sum((-2, -1)) + torch.diagonal(A @ A, dim1=-2, dim2=-1).sum(-1)
+    if probe == "rademacher":
+        var = var - 2 * (torch.diagonal(A, dim1=-2, dim2=-1) ** 2).sum(-1)
+    return var / n_probes
 
 
 def gaussian_log_prob(x: torch.Tensor, std: float) -> torch.Tensor:

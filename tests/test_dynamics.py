@@ -191,3 +191,56 @@ def test_langevin_temperature_targets_the_tempered_law():
         dynamics.langevin(lambda y: -y, x, 1, 0.01, temperature=0.0)
     with pytest.raises(ValueError, match="step_size"):
         dynamics.langevin(lambda y: -y, x, 1, -0.01)
+
+
+# -- generic ODE and SDE solvers (App. A) ------------------------------------------------------------------
+@pytest.mark.parametrize("method, order", [("euler", 1), ("heun", 2), ("rk4", 4)])
+def test_ode_solve_has_its_convergence_order_on_the_linear_ode(method, order):
+    lam, x0 = -1.3, torch.tensor([[0.7]], dtype=torch.float64)
+    errs = []
+    for n in (10, 20, 40):
+        path = dynamics.ode_solve(lambda x, t: lam * x, x0, torch.linspace(0, 1, n + 1, dtype=torch.float64),
+                                  method=method)
+        errs.append(abs(float(path[-1]) - 0.7 * math.exp(lam)))
+    slopes = [math.log2(a / b) for a, b in zip(errs[:-1], errs[1:])]
+    assert all(abs(s - order) < 0.25 for s in slopes), slopes
+    end = x0 * math.exp(lam)
+    back = dynamics.ode_solve(lambda x, t: lam * x, end, torch.linspace(1, 0, 41, dtype=torch.float64))
+    assert torch.allclose(back[-1], x0, atol=1e-6)                  # backward solving returns the start
+
+
+def test_sde_solve_weak_order_one_and_strong_order_one_half(gen):
+    """Geometric Brownian motion dx = a x dt + b x dW against its exact solution x0 exp((a - b^2/2) T + b W_T)
+    driven by the same increments: strong error E|x_n - X_T| ~ h^(1/2), weak error |E[x_n - X_T]| ~ h.
+    The weak error is measured on the coupled difference, whose Monte Carlo noise (its std / sqrt(N),
+    about 3e-4 here) is far below the errors measured."""
+    a, b, n_paths, fine = -1.0, 1.0, 20000, 1024
+    dW = math.sqrt(1 / fine) * torch.randn(fine, n_paths, 1, generator=gen, dtype=torch.float64)
+    exact = torch.exp(torch.tensor(a - 0.5 * b ** 2) + b * dW.sum(0))
+    strong, weak = [], []
+    for n in (8, 16, 32, 64):
+        path = dynamics.sde_solve(torch.ones(n_paths, 1, dtype=torch.float64), torch.linspace(0, 1, n + 1),
+                                  lambda x, t: a * x, lambda x, t: b * x, dW=dW.reshape(n, fine // n, n_paths, 1).sum(1))
+        diff = path[-1] - exact
+        strong.append(float(diff.abs().mean()))
+        weak.append(abs(float(diff.mean())))
+    s_slope = math.log2(strong[0] / strong[-1]) / 3
+    w_slope = math.log2(weak[0] / weak[-1]) / 3
+    assert 0.4 < s_slope < 0.75, s_slope
+    assert 0.75 < w_slope < 1.3, w_slope
+
+
+def test_generic_solvers_name_bad_arguments():
+    x0 = torch.zeros(3, 1)
+    with pytest.raises(ValueError, match="times"):
+        dynamics.sde_solve(x0, [0.0, 0.5, 0.4], lambda x, t: x, 1.0)
+    with pytest.raises(ValueError, match="ascending"):
+        dynamics.sde_solve(x0, [1.0, 0.5], lambda x, t: x, 1.0)
+    with pytest.raises(ValueError, match="diffusion"):
+        dynamics.sde_solve(x0, [0.0, 0.5], lambda x, t: x, -1.0)
+    with pytest.raises(ValueError, match="dW"):
+        dynamics.sde_solve(x0, [0.0, 0.5], lambda x, t: x, 1.0, dW=torch.zeros(2, 3, 1))
+    with pytest.raises(ValueError, match="unknown method"):
+        dynamics.ode_solve(lambda x, t: x, x0, [0.0, 1.0], method="rk45")
+    with pytest.raises(ValueError, match="times"):
+        dynamics.ode_solve(lambda x, t: x, x0, [0.0, 0.0])

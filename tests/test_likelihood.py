@@ -165,3 +165,28 @@ def test_bad_inputs(gen):
         lk.bits_per_dim(torch.zeros(1), 2, bin_width=0.0)
     with pytest.raises(TypeError, match="x0"):
         lk.log_likelihood(model, x.numpy())
+
+
+def test_hutchinson_variance_matches_monte_carlo():
+    """The exact variance of u^T A u against the sample variance of many probes (4 standard errors)."""
+    from dpm_lab.likelihood import hutchinson_variance
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    n = 40000
+    for probe in ("rademacher", "gaussian"):
+        u = (torch.randint(0, 2, (n, 4), generator=g).double() * 2 - 1 if probe == "rademacher"
+             else torch.randn(n, 4, generator=g, dtype=torch.float64))
+        est = torch.einsum("ni,ij,nj->n", u, A, u)
+        assert abs(float(est.mean()) - float(torch.trace(A))) < 4 * float(est.std()) / n ** 0.5
+        want = float(hutchinson_variance(A, probe=probe))
+        # the sample variance's standard error: sqrt((m4 - var^2) / n)
+        m4 = float(((est - est.mean()) ** 4).mean())
+        assert abs(float(est.var()) - want) < 4 * ((m4 - want ** 2) / n) ** 0.5
+    assert torch.isclose(hutchinson_variance(A, 8), hutchinson_variance(A) / 8)
+    assert float(hutchinson_variance(torch.diag(torch.tensor([1.0, 2.0])))) == 0.0   # diagonal: exact with Rademacher
+    with pytest.raises(ValueError, match="n_probes"):
+        hutchinson_variance(A, 0)
+    with pytest.raises(ValueError, match="probe"):
+        hutchinson_variance(A, probe="uniform")
+    with pytest.raises(ValueError, match="jacobian"):
+        hutchinson_variance(torch.zeros(3, 2))

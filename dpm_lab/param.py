@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .schedules import Coeffs, Schedule
+from .schedules import Coeffs, Schedule, time_map
 from .utils import Time, check_choice, check_finite, expand_t
 
 Label = int | torch.Tensor | None
 
 __all__ = ["Prediction", "TABLE", "KINDS", "Label", "Model", "coefficients", "target_coefficients", "to_x0_eps",
-           "convert", "all_predictions", "pf_ode_drift", "error_scale"]
+           "convert", "all_predictions", "pf_ode_drift", "error_scale", "TimeMappedModel"]
 
 
 @dataclass(frozen=True)
@@ -266,3 +266,30 @@ class Model:
     def __call__(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
         """The raw prediction (of `self.kind`)."""
         return self.raw(x_t, t, c)
+
+
+class TimeMappedModel(Model):
+    """A model of one schedule used under another with the same range of SNR (§6.3.3, all affine flows are equivalent).
+
+    With (tau, k) = time_map(schedule, inner.schedule, t), x^inner_tau = k x_t carries the same (x0, eps), so
+    x0*(x_t, t) = inner's x0*(k x_t, tau); every other kind follows from this schedule's table.  No training:
+    a VP network answers for the flow-matching path, the trigonometric one, ...
+
+    Args: inner a Model (its `schedule` and `predict`); schedule the schedule to answer under.
+    Times whose lambda lies outside the inner schedule's range raise a ValueError (time_map).
+    """
+
+    kind = "x0"
+
+    def __init__(self, inner: Model, schedule: Schedule):
+        if not hasattr(inner, "predict") or not isinstance(getattr(inner, "schedule", None), Schedule):
+            raise TypeError(f"inner must be a Model with a schedule, got {type(inner).__name__}")
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+        self.inner, self.schedule = inner, schedule
+
+    def raw(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
+        """inner's x0 prediction at (k x_t, tau), shape like x_t."""
+        tau, k = time_map(self.schedule, self.inner.schedule, t)
+        tau = tau.to(x_t.dtype) if tau.dim() else float(tau)
+        return self.inner.predict(x_t * expand_t(k, x_t), tau, "x0", c)

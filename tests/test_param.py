@@ -256,3 +256,28 @@ def test_bad_input():
         dl.convert(sched, x, torch.full((4,), 0.5), x, "eps", "x0")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         dl.convert(sched, x, 1.5, x, "eps", "x0")
+
+
+# -- §6.3.3: a model of one schedule answers for another through the time map -----------------------------------
+@pytest.mark.parametrize("dst", [dl.RectifiedFlow(), dl.Trig(), dl.Cosine()], ids=["flow", "trig", "cosine"])
+def test_time_mapped_model_gives_the_other_schedules_exact_fields(dst):
+    # the exact VP model, mapped, against the mixture's own closed-form fields under dst (an independent route)
+    gmm = dl.datasets.eight_gaussians_mixture()
+    mapped = dl.param.TimeMappedModel(gmm.model(dl.VPLinear()), dst)
+    g = torch.Generator().manual_seed(5)
+    t = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9], dtype=torch.float64)
+    x = gmm.sample_marginal(5, t, dst, generator=g).double()
+    for kind in ("x0", "eps", "score", "velocity"):
+        torch.testing.assert_close(mapped.predict(x, t, kind), gmm.predict(x, t, dst, kind), rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(mapped.predict(x, 0.4, kind), gmm.predict(x, 0.4, dst, kind), rtol=1e-7, atol=1e-9)
+
+
+def test_time_mapped_model_bad_input_and_range():
+    gmm = dl.datasets.eight_gaussians_mixture()
+    with pytest.raises(TypeError, match="inner"):
+        dl.param.TimeMappedModel(gmm, dl.RectifiedFlow())             # a mixture is not a Model (no .schedule)
+    with pytest.raises(TypeError, match="schedule"):
+        dl.param.TimeMappedModel(gmm.model(dl.VPLinear()), "flow")
+    mapped = dl.param.TimeMappedModel(gmm.model(dl.VEGeometric(0.01, 5.0)), dl.VPLinear())
+    with pytest.raises(ValueError, match="outside the range"):
+        mapped.predict(torch.zeros(2, 2, dtype=torch.float64), 0.99, "x0")

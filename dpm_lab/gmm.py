@@ -290,6 +290,44 @@ class GaussianMixture:
         a, s = expand_t(co.alpha, x0), expand_t(co.sigma, x0)
         return (-a * s * score - s * x0).to(x_t.dtype)
 
+    def _matrices(self, denom: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """C_k^{-1} and Sigma_k C_k^{-1} as full (B or 1, K, D, D) matrices from C's eigenvalues `denom`."""
+        U, lam = self._evecs, self._evals
+        denom = denom if denom.dim() == 3 else denom[None]
+        cinv = torch.einsum("kij,bkj,klj->bkil", U, 1 / denom, U)
+        sig_cinv = torch.einsum("kij,bkj,klj->bkil", U, lam / denom, U)
+        return cinv, sig_cinv
+
+    def score_hessian(self, x_t: torch.Tensor, t: Time, schedule: Schedule) -> torch.Tensor:
+        """Exact Hessian of log p_t at x_t, (B, D, D) (§3.3.4):
+
+            sum_k r_k (g_k g_k^T - C_k^{-1}) - s s^T,   g_k = -C_k^{-1} (x_t - alpha_t mu_k),  s = sum_k r_k g_k.
+        """
+        logits, z, denom, a, co = self._stats(x_t, t, schedule)
+        r = torch.softmax(logits, -1)                                    # (B, K)
+        g = -self._back(z / denom)                                       # (B, K, D)
+        cinv, _ = self._matrices(denom, a)
+        s = (r[..., None] * g).sum(1)
+        H = torch.einsum("bk,bki,bkj->bij", r, g, g) - torch.einsum("bk,bkij->bij", r, cinv.expand(r.shape[0], -1, -1, -1))
+        return (H - s[:, :, None] * s[:, None, :]).to(x_t.dtype)
+
+    def posterior_cov(self, x_t: torch.Tensor, t: Time, schedule: Schedule) -> torch.Tensor:
+        """Exact Cov[x0 | x_t], (B, D, D), by Gaussian conditioning in each component (§3.3.4):
+
+            sum_k r_k (P_k + m_k m_k^T) - m m^T,  m_k = mu_k + alpha Sigma_k C_k^{-1} (x_t - alpha mu_k),
+            P_k = Sigma_k - alpha^2 Sigma_k C_k^{-1} Sigma_k,  m = x0*(x_t).
+        Second-order Tweedie: it equals (sigma_t^2 I + sigma_t^4 Hessian log p_t) / alpha_t^2 (score_hessian).
+        """
+        logits, z, denom, a, co = self._stats(x_t, t, schedule)
+        r = torch.softmax(logits, -1)
+        m_k = self.means + self._back(a * self._evals * z / denom)      # (B, K, D)
+        _, sig_cinv = self._matrices(denom, a)
+        P = self.covs - a[..., None] ** 2 * sig_cinv @ self.covs        # (B or 1, K, D, D)
+        m = (r[..., None] * m_k).sum(1)
+        second = torch.einsum("bk,bkij->bij", r, P.expand(r.shape[0], -1, -1, -1)) + \
+            torch.einsum("bk,bki,bkj->bij", r, m_k, m_k)
+        return (second - m[:, :, None] * m[:, None, :]).to(x_t.dtype)
+
     def predict(self, x_t: torch.Tensor, t: Time, schedule: Schedule, kind: str = "eps",
                 c: Label = None) -> torch.Tensor:
         """One exact prediction by name: x0, eps, score, velocity or v, shape (B, D)."""

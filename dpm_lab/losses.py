@@ -28,7 +28,8 @@ from .utils import Time, as_time, check_choice, check_finite, expand_t, rand, ra
 
 __all__ = ["TimeDist", "WEIGHTINGS", "weighting", "matching_weight", "drop_labels", "DiffusionLoss",
            "ScoreMatching", "ddpm_simple", "ddpm_elbo", "dsm", "cfm", "x0_loss", "v_loss", "velocity_loss",
-           "sliced_score_matching", "exact_score_matching", "classifier_loss"]
+           "sliced_score_matching", "exact_score_matching", "classifier_loss",
+           "jacobian_trace", "explicit_score_matching"]
 
 
 @dataclass(frozen=True)
@@ -257,8 +258,32 @@ def exact_score_matching(score: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """
     if x.dim() != 2 or x.shape[1] > 16:
         raise ValueError(f"exact score matching is for x of shape (B, D) with D <= 16, got {tuple(x.shape)}")
-    trace = sum(torch.autograd.grad(score[:, d].sum(), x, create_graph=True)[0][:, d] for d in range(x.shape[1]))
-    return trace + 0.5 * (score ** 2).sum(1)
+    return jacobian_trace(score, x) + 0.5 * (score ** 2).sum(1)
+
+
+def jacobian_trace(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The exact divergence tr(d out / d x) = sum_d d out_d / d x_d, one backward pass per dimension.
+
+    Args: out (B, D) computed from x (B, D) with x.requires_grad (the graph is kept).  Returns (B,).
+    """
+    if x.dim() != 2 or out.shape != x.shape:
+        raise ValueError(f"jacobian_trace needs out and x of the same shape (B, D), got {tuple(out.shape)} "
+                         f"and {tuple(x.shape)}")
+    if not x.requires_grad:
+        raise ValueError("jacobian_trace: x must require grad (out must be computed from it)")
+    return sum(torch.autograd.grad(out[:, d].sum(), x, create_graph=True)[0][:, d] for d in range(x.shape[1]))
+
+
+def explicit_score_matching(score: torch.Tensor, true_score: torch.Tensor) -> torch.Tensor:
+    """The explicit score-matching objective 1/2 ||s_phi(x) - grad log p(x)||^2 per sample (§3.1.3).
+
+    It equals Hyvarinen's tr(d s / d x) + 1/2 ||s||^2 (exact_score_matching) plus the constant
+    1/2 E||grad log p||^2, so the two have the same gradients.  Args: (B, *D) each.  Returns (B,).
+    """
+    if score.shape != true_score.shape:
+        raise ValueError(f"score and true_score must have the same shape, got {tuple(score.shape)} "
+                         f"and {tuple(true_score.shape)}")
+    return 0.5 * ((score - true_score) ** 2).flatten(1).sum(1)
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Tests of dpm_lab.course (tooling): stubs replace solutions, both copies execute end to end, and
 `python -m dpm_lab.course` works although `import dpm_lab` does not import it."""
 import ast
+import csv
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import dpm_lab.course as course
+from dpm_lab.exercises import EXERCISES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHAPTER = ROOT / "chapters" / "01_generative_modeling.ipynb"
@@ -139,3 +142,174 @@ def test_real_chapter_student_copy_executes(tmp_path):
     out = _stdout(nb)
     assert out.count("not attempted yet") >= 4
     assert "\u2705" not in out
+
+
+# -- problem sets ---------------------------------------------------------------------------------
+PROBLEMS = sorted((ROOT / "problems").glob("ch[0-9][0-9].md"))
+
+
+def _solutions(text):
+    """The solution blocks of a problem set's text."""
+    return re.findall(rf"^{re.escape(course.SOLUTION_BEGIN)}\n(.*?)^{re.escape(course.SOLUTION_END)}$", text,
+                      flags=re.S | re.M)
+
+
+def test_problem_set_markers():
+    text = "## Problem 1\nShow it.\n\n<!-- solution -->\n**Solution.** Secret step.\n<!-- end solution -->\n\nNext.\n"
+    student = course.problem_set(text, "student")
+    assert "Secret" not in student and "solution" not in student.lower() and "Show it." in student and "Next." in student
+    instructor = course.problem_set(text, "instructor")
+    assert "**Solution.** Secret step." in instructor and "<!--" not in instructor
+    for bad, msg in (("<!-- solution -->\nx\n", "x.md:1: <!-- solution --> is never closed"),
+                     ("x\n<!-- end solution -->\n", "x.md:2: <!-- end solution --> without"),
+                     ("<!-- solution -->\n<!-- solution -->\n", "x.md:2: a solution opened inside")):
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            course.problem_set(bad, "student", name="x.md")
+    with pytest.raises(ValueError, match="kind"):
+        course.problem_set(text, "teacher")
+
+
+def test_every_chapter_has_a_problem_set_with_worked_solutions(tmp_path):
+    assert [p.stem for p in PROBLEMS] == [f"ch{n:02d}" for n in range(7)]
+    student = course.build_problem_sets("student", tmp_path / "s")
+    instructor = course.build_problem_sets("instructor", tmp_path / "i")
+    assert [p.name for p in student] == [p.name for p in instructor] == [p.name for p in PROBLEMS]
+    for src, st, ins in zip(PROBLEMS, student, instructor):
+        text = src.read_text(encoding="utf-8")
+        problems, solutions = re.findall(r"^## Problem \d+", text, flags=re.M), _solutions(text)
+        assert 3 <= len(problems) <= 6 and len(solutions) == len(problems), src.name   # one worked solution each
+        st_text, ins_text = st.read_text(encoding="utf-8"), ins.read_text(encoding="utf-8")
+        for sol in solutions:
+            assert len(sol) > 200, src.name                            # a worked solution, not a one-liner
+            lines = [ln.strip() for ln in sol.splitlines() if len(ln.strip()) > 25]
+            assert not any(ln in st_text for ln in lines), src.name    # no solution text in the student copy
+            assert all(ln in ins_text for ln in lines), src.name
+        assert "**Solution" not in st_text and "<!--" not in st_text and "<!--" not in ins_text
+        assert re.findall(r"^## Problem \d+", st_text, flags=re.M) == problems
+
+
+def test_cli_build_writes_problem_sets(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / CHAPTER.name).write_bytes(CHAPTER.read_bytes())
+    assert course.main(["student", "--out", str(tmp_path / "s"), "--chapters", str(src)]) == 0
+    assert sorted(p.name for p in (tmp_path / "s" / "problem_sets").iterdir()) == [p.name for p in PROBLEMS]
+
+
+# -- grading ----------------------------------------------------------------------------------------
+def _student_nb(*sources):
+    nb = new_notebook(cells=[new_markdown_cell("# a learner's copy"), *(new_code_cell(s) for s in sources)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+RIGHT = "import math\ndef my_alpha(t):\n    return math.exp(-0.5 * (0.1 * t + 0.5 * 19.9 * t * t))"
+WRONG = "def my_forward_noise(x0, eps, t, schedule):\n    return schedule.alpha(t) * x0 + schedule.sigma(t) ** 2 * eps"
+
+
+def test_grade_right_wrong_stub_raising_and_broken(tmp_path, capsys):
+    ann = tmp_path / "class" / "ann"
+    ann.mkdir(parents=True)
+    nbformat.write(_student_nb("import dpm_lab as dl", RIGHT, "dl.exercises.check_vp_alpha(my_alpha)",
+                               WRONG, "dl.exercises.check_forward_noise(my_forward_noise)",
+                               "my_eps_from_x0 = None", "dl.exercises.check_eps_from_x0(my_eps_from_x0)",
+                               "x = 1 / 0  # a bug", "dl.exercises.check_score_from_eps(None)"),
+                   ann / "00_tour.ipynb")
+    (ann / "01_generative_modeling.ipynb").write_text("{not json", encoding="utf-8")
+    (ann / "notes.ipynb").write_text("{}", encoding="utf-8")                   # not a chapter: ignored
+    out = tmp_path / "grades.csv"
+    assert course.main(["grade", str(tmp_path / "class"), "--csv", str(out), "--timeout", "240"]) == 0
+    printed = capsys.readouterr().out
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    got = {(r["notebook"], r["check"]): r["status"] for r in rows}
+    assert got[("00_tour.ipynb", "vp_alpha")] == "passed"
+    assert got[("00_tour.ipynb", "forward_noise")] == "failed"
+    assert got[("00_tour.ipynb", "eps_from_x0")] == "not attempted"
+    assert got[("00_tour.ipynb", "score_from_eps")] == "not run"       # after the failing cell
+    ch00 = [n for n, (c, _) in EXERCISES.items() if c == "00"]      # the tour calls every check of ch00
+    assert sorted(c for nb, c in got if nb == "00_tour.ipynb") == sorted(ch00)   # every check of the chapter
+    run = {r["run"] for r in rows if r["notebook"] == "00_tour.ipynb"}
+    assert run == {"error in cell 9 of 10 ('x = 1 / 0  # a bug'): ZeroDivisionError: division by zero"}
+    broken = {r["run"] for r in rows if r["notebook"] == "01_generative_modeling.ipynb"}
+    assert len(broken) == 1 and broken.pop().startswith("unreadable notebook:")
+    wrong_msg = next(r["message"] for r in rows if r["check"] == "forward_noise")
+    assert wrong_msg.startswith("\u274c forward_noise:")
+    assert "ignored" in printed and "notes.ipynb" in printed
+    assert "ann 00 forward_noise: failed" in printed and "did not run to the end: error in cell 9" in printed
+    summary = list(csv.DictReader(out.with_name("grades_summary.csv").open(encoding="utf-8")))
+    first = next(r for r in summary if r["notebook"] == "00_tour.ipynb")
+    assert (first["passed"], first["failed"], first["not attempted"]) == ("1", "1", "1")
+
+
+def test_grade_timeout_and_bad_folders(tmp_path):
+    bob = tmp_path / "bob"
+    bob.mkdir()
+    nbformat.write(_student_nb("x = 1", "import time\ntime.sleep(60)"), bob / "00_slow.ipynb")
+    (g,) = course.grade(tmp_path, timeout=6)
+    assert g.run.startswith("timed out (over 6 s for the notebook) in cell ") and g.seconds < 40
+    assert g.checks["vp_alpha"][0] == "not run" and g.checks["forward_noise"][0] == "not run"
+    with pytest.raises(ValueError, match="folder not found"):
+        course.grade(tmp_path / "nobody")
+    assert course.main(["grade", str(tmp_path / "bob")]) == 2     # no student subfolders: nothing graded
+
+
+def test_results_file_and_not_called(tmp_path):
+    g = course.NotebookGrade("cy", "00", "00_tour.ipynb")
+    results = tmp_path / "r.jsonl"
+    results.write_text('{"chapter": "00", "check": "vp_alpha", "status": "failed", "message": "m1"}\n'
+                       '{"chapter": "00", "check": "vp_alpha", "status": "passed", "message": "m2"}\n{"cut',
+                       encoding="utf-8")
+    assert course._read_results(results) == {"vp_alpha": ("passed", "m2")}   # the last call counts
+    assert not results.exists()
+    g.checks = {"vp_alpha": ("passed", ""), "forward_noise": (course.NOT_CALLED, "")}
+    text = course.summary([g])
+    assert "cy 00 forward_noise: not called" in text and "1/2" in text
+
+
+@pytest.mark.slow
+def test_grade_real_chapter_with_one_wrong_answer(tmp_path):
+    """The student copy of chapter 01 with one right and one deliberately wrong answer."""
+    nb = course.student_notebook(nbformat.read(CHAPTER, as_version=4))
+    original = nbformat.read(CHAPTER, as_version=4)
+    sol = {c.source.split("(")[0]: c.source for c in original.cells if course.is_solution(c)}
+    for cell in nb.cells:
+        if cell.source.startswith("def my_gaussian_nll("):          # deliberately wrong: a sum, not a mean
+            cell.source = ("import torch\ndef my_gaussian_nll(x, mu, sigma):\n"
+                           "    return (0.5 * ((x - mu) / sigma) ** 2 + torch.log(sigma * (2 * torch.pi) ** 0.5)).sum()")
+        elif cell.source.startswith("def my_optimal_discriminator("):
+            cell.source = sol["def my_optimal_discriminator"]
+    (tmp_path / "dee").mkdir()
+    nbformat.write(nb, tmp_path / "dee" / CHAPTER.name)
+    (g,) = course.grade(tmp_path, timeout=600)
+    assert g.run == "ok", g.run
+    assert g.checks["gaussian_nll"][0] == "failed" and g.checks["optimal_discriminator"][0] == "passed"
+    others = {n: s for n, (s, _) in g.checks.items() if n not in ("gaussian_nll", "optimal_discriminator")}
+    assert others and set(others.values()) == {"not attempted"}
+    assert set(g.checks) == set(course._expected_checks("01"))       # the checks the chapter itself calls
+
+
+# -- figures ----------------------------------------------------------------------------------------
+def test_chapter_names():
+    assert course.chapter_notebook("02").name == "02_vae_to_ddpm.ipynb"
+    assert course.chapter_notebook("2") == course.chapter_notebook("02_vae_to_ddpm.ipynb")
+    with pytest.raises(ValueError, match=r"no chapter '9'; valid chapters: 00 \(00_tour\), 01"):
+        course.chapter_notebook("9")
+
+
+def test_figures_png_and_svg(tmp_path, capsys):
+    src = tmp_path / "chapters"
+    src.mkdir()
+    nb = _student_nb("import matplotlib.pyplot as plt", "print('no figure here')",
+                     "fig, ax = plt.subplots()\nax.plot([0, 1], [1, 0])\nax.set_title('one')",
+                     "for k in range(2):\n    plt.figure()\n    plt.plot([k, 1 - k])\nplt.show()")
+    nbformat.write(nb, src / "07_toy.ipynb")
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "07_toy_cell99_fig1.png").write_bytes(b"stale")    # an earlier export's leftover
+    assert course.main(["figures", "07", "--out", str(tmp_path / "figs"), "--chapters", str(src), "--dpi", "50"]) == 0
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert names == [f"07_toy_cell{c:02d}_fig{k}.{e}" for c, k in ((4, 1), (5, 1), (5, 2)) for e in ("png", "svg")]
+    assert (tmp_path / "figs" / "07_toy_cell04_fig1.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<svg" in (tmp_path / "figs" / "07_toy_cell04_fig1.svg").read_text(encoding="utf-8")[:500]
+    assert "3 figure(s) as PNG and SVG" in capsys.readouterr().out
+    assert course.main(["figures", "02_nope", "--out", str(tmp_path / "x")]) == 2
+    assert "valid chapters: 00 (00_tour)" in capsys.readouterr().err

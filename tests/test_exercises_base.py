@@ -132,3 +132,27 @@ def test_wrong_type_does_not_raise(name, capsys):
     assert dl.exercises.EXERCISES[name][1](lambda *a: "x") is False
     assert dl.exercises.EXERCISES[name][1](lambda *a: torch.zeros(7, 3)) is False
     assert _base.OK not in capsys.readouterr().out
+
+
+def test_results_file_records_each_check_and_prints_the_same(toy_check, capsys, tmp_path, monkeypatch):
+    """With $DPM_LAB_CHECK_RESULTS set, each call appends one JSON line; the printed line does not change."""
+    import json
+
+    answers = (lambda x: 2 * x, lambda x: x, None, lambda x: [][1])
+    monkeypatch.delenv(_base.RESULTS_ENV, raising=False)
+    plain = [(toy_check(a), capsys.readouterr().out) for a in answers]
+    path = tmp_path / "results.jsonl"
+    monkeypatch.setenv(_base.RESULTS_ENV, str(path))
+    logged = [(toy_check(a), capsys.readouterr().out) for a in answers]
+    assert logged == plain
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [r["status"] for r in rows] == ["passed", "failed", "not attempted", "failed"]
+    assert {r["chapter"] for r in rows} == {"99"} and {r["check"] for r in rows} == {"toy_double"}
+    assert [r["message"] + "\n" for r in rows] == [out for _, out in plain]
+    assert set(_base.STATUSES) == {r["status"] for r in rows}
+
+
+def test_results_file_that_cannot_be_written_is_ignored(toy_check, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv(_base.RESULTS_ENV, str(tmp_path))        # a folder: open() fails, the check does not
+    assert toy_check(lambda x: 2 * x) is True
+    assert capsys.readouterr().out == f"{_base.OK} toy_double: doubled\n"

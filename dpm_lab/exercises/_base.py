@@ -4,9 +4,16 @@ closeness, message formatting and the registry `EXERCISES`.
 A check body returns `(ok, message)` and may raise `NotAttempted` (through `call`) when the
 learner has not answered yet; `checker` turns it into a function that prints one friendly line
 and returns True or False, and never raises.
+
+For grading (`python -m dpm_lab.course grade`): when the environment variable named by
+`RESULTS_ENV` (DPM_LAB_CHECK_RESULTS) holds a file path, every check also appends one JSON line
+to that file, {"chapter", "check", "status", "message"}, status one of `STATUSES`; the printed
+line is the same with or without it.
 """
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +22,7 @@ import torch
 
 from ..utils import randn
 
-__all__ = ["OK", "NO", "TODO", "CPU", "EXERCISES", "NotAttempted", "WrongAnswer", "Check", "checker", "call",
+__all__ = ["OK", "NO", "TODO", "CPU", "EXERCISES", "RESULTS_ENV", "STATUSES", "NotAttempted", "WrongAnswer", "Check", "checker", "call",
            "as_array", "as_scalar", "close", "fmt", "example_pair"]
 
 OK = "\u2705"      # check mark
@@ -24,6 +31,9 @@ TODO = "\u270f\ufe0f"  # pencil
 CPU = torch.device("cpu")   # check inputs are made here whatever torch's default device is
 
 Check = Callable[..., bool]
+
+RESULTS_ENV = "DPM_LAB_CHECK_RESULTS"   # names a JSON-lines file each check appends its result to
+STATUSES = ("passed", "failed", "not attempted")
 
 # name -> (chapter, check); filled by @checker as the chapter files are imported
 EXERCISES: dict[str, tuple[str, Check]] = {}
@@ -97,21 +107,10 @@ def checker(name: str, chapter: str) -> Callable[[Callable[..., tuple[bool, str]
 
     def wrap(body: Callable[..., tuple[bool, str]]) -> Check:
         def check(answer: Any = None, *args: Any, **kwargs: Any) -> bool:
-            try:
-                ok, msg = body(answer, *args, **kwargs)
-            except NotAttempted:
-                print(f"{TODO} {name}: not attempted yet. Fill in the cell above (replace `return None`) "
-                      "and run this check again.")
-                return False
-            except WrongAnswer as wrong:
-                print(f"{NO} {name}: {wrong}")
-                return False
-            except Exception as exc:  # a learner's bug should read as advice, not a traceback
-                print(f"{NO} {name}: your code raised {type(exc).__name__}: {exc}. "
-                      "Check the shapes and types of what you return.")
-                return False
-            print(f"{OK if ok else NO} {name}: {msg}")
-            return bool(ok)
+            status, line = _outcome(name, body, (answer, *args), kwargs)
+            print(line)
+            _record(chapter, name, status, line)
+            return status == "passed"
 
         check.__name__ = check.__qualname__ = f"check_{name}"
         check.__doc__, check.__module__ = body.__doc__, body.__module__
@@ -120,6 +119,34 @@ def checker(name: str, chapter: str) -> Callable[[Callable[..., tuple[bool, str]
         return check
 
     return wrap
+
+
+def _outcome(name: str, body: Callable[..., tuple[bool, str]], args: tuple, kwargs: dict[str, Any]) -> tuple[str, str]:
+    """(status, the line to print) of one run of a check body; never raises."""
+    try:
+        ok, msg = body(*args, **kwargs)
+    except NotAttempted:
+        return STATUSES[2], (f"{TODO} {name}: not attempted yet. Fill in the cell above (replace `return None`) "
+                             "and run this check again.")
+    except WrongAnswer as wrong:
+        return STATUSES[1], f"{NO} {name}: {wrong}"
+    except Exception as exc:  # a learner's bug should read as advice, not a traceback
+        return STATUSES[1], (f"{NO} {name}: your code raised {type(exc).__name__}: {exc}. "
+                             "Check the shapes and types of what you return.")
+    return (STATUSES[0] if ok else STATUSES[1]), f"{OK if ok else NO} {name}: {msg}"
+
+
+def _record(chapter: str, name: str, status: str, line: str) -> None:
+    """Append the result as one JSON line to the file named by $DPM_LAB_CHECK_RESULTS, if set."""
+    path = os.environ.get(RESULTS_ENV)
+    if not path:
+        return
+    row = {"chapter": chapter, "check": name, "status": status, "message": line}
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    except OSError:  # grading bookkeeping must never break the learner's notebook
+        pass
 
 
 def example_pair(seed: int = 0, shape: tuple[int, ...] = (5, 2)) -> tuple[torch.Tensor, torch.Tensor]:

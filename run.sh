@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # dpm-lab's one entry point.
 #   bash run.sh lab    install what is missing, then open JupyterLab on the course
-#   bash run.sh test   install what is missing, then run every test (package + notebooks)
+#   bash run.sh test   install what is missing, then run every test (package + notebooks + the site's check)
+#   bash run.sh site   install what is missing, then build the reading site into build/site (docs/site/build.py)
 # Everything goes into ./.venv (created with access to packages you already have).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-ensure_env() {
+# what the reading site needs (the `site` extra); `test` installs it too, for tests/site
+SITE_PROBE="import sphinx, myst_nb, sphinx_book_theme, importlib.util as u; assert u.find_spec('sphinx-mathjax-offline')"
+
+ensure_env() {   # ensure_env [EXTRAS [PROBE]]: install .[EXTRAS] unless the package and PROBE's modules are there
+  local extras="${1:-test}" probe="${2:-pass}"
   if [ ! -x .venv/bin/python ]; then
     "${PYTHON:-python3}" -m venv --system-site-packages .venv
   fi
@@ -23,9 +28,9 @@ ensure_env() {
   local here="$PWD" found
   found=$(cd / && "$PY" -c 'import dpm_lab, os; print(os.path.dirname(os.path.dirname(os.path.abspath(dpm_lab.__file__))))' 2>/dev/null || true)
   # (ipywidgets 8.1.9 renders no widgets in VS Code: pyproject excludes it, so an install that has it is redone)
-  if ! (cd / && "$PY" -c "import nbval, hypothesis, ipywidgets, jupyterlab, sklearn, scipy, tqdm, matplotlib, ruff; assert ipywidgets.__version__ != '8.1.9'") 2>/dev/null \
+  if ! (cd / && "$PY" -c "import nbval, hypothesis, ipywidgets, jupyterlab, sklearn, scipy, tqdm, matplotlib, ruff; assert ipywidgets.__version__ != '8.1.9'; $probe") 2>/dev/null \
      || [ "$found" != "$here" ]; then
-    "$PY" -m pip install -q -e ".[test]"
+    "$PY" -m pip install -q -e ".[$extras]"
   fi
 }
 
@@ -37,12 +42,16 @@ case "${1:-}" in
     exec .venv/bin/python -m jupyter lab "${extra[@]}" chapters/00_tour.ipynb
     ;;
   test)
-    ensure_env
+    ensure_env test,site "$SITE_PROBE"
     export OMP_NUM_THREADS=1 DPM_LAB_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
     exec .venv/bin/python -m pytest -p no:cacheprovider --nbval-lax tests chapters "${@:2}"
     ;;
+  site)
+    ensure_env test,site "$SITE_PROBE"
+    exec .venv/bin/python docs/site/build.py "${@:2}"   # --clean, --out DIR; prints where the site is
+    ;;
   *)
-    echo "usage: bash run.sh lab | bash run.sh test" >&2
+    echo "usage: bash run.sh lab | bash run.sh test | bash run.sh site" >&2
     exit 2
     ;;
 esac

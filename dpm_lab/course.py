@@ -251,10 +251,11 @@ def _last_line(text: str) -> str:
 
 
 def _where(nb: NotebookNode, index: int | None) -> str:
+    """ "cell 12 of 40 ('first line')": counted from 1, markdown included, test markers skipped."""
     if index is None:
         return "before the first cell"
-    first = _last_line(nb.cells[index].source.strip().split("\n", 1)[0]) if nb.cells[index].source.strip() else ""
-    return f"cell {index + 1} of {len(nb.cells)}" + (f" ({first[:60]!r})" if first else "")
+    lines = [ln.strip() for ln in nb.cells[index].source.splitlines() if ln.strip() and not ln.startswith("# NBVAL")]
+    return f"cell {index + 1} of {len(nb.cells)}" + (f" ({lines[0][:60]!r})" if lines else "")
 
 
 def grade_notebook(path: str | pathlib.Path, student: str, *, timeout: float = 600,

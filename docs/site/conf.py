@@ -32,6 +32,7 @@ nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json
 nb_ipywidgets_js = {}            # no require.js / widget manager from a CDN
 nb_merge_streams = True
 myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_dmath_double_inline = True   # "$$...$$" inside a paragraph (no blank line before it) is display math, as in Jupyter
 myst_heading_anchors = 3         # README's '#section' links resolve
 suppress_warnings = ["myst.header"]   # chapters may jump from '#' to '###' (exercise headings)
 

@@ -1,0 +1,244 @@
+"""The reading site (docs/site/, `bash run.sh site`), built from the committed notebooks' stored
+outputs and checked in headless Chromium, page by page: the landing page (the README), one page
+per chapter notebook (picked up by glob, as the builder does) and the documents the README links to.
+
+On every page: it loads with no console error, no failed request and nothing asked of another
+host; MathJax (served by the site) has typeset the math, with no TeX error and no raw `$$`,
+`\\(` or `\\[` left in the text; every <img> has loaded (naturalWidth > 0); every internal link
+resolves, to the page and to the #anchor it names.  On a chapter page also: the sidebar lists
+every chapter and the page's sections with the book's section numbers, and every stored picture
+(figures, the widgets' static PNGs) is shown, with no `VBox(...)` text in its place.
+
+The site is built once for this module into a scratch folder (at most 5 minutes), or taken from
+DPM_LAB_SITE_DIR (a folder `bash run.sh site` or docs/site/build.py --out wrote) to skip the build.
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import http.server
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILDER = ROOT / "docs" / "site" / "build.py"
+BUILD_BUDGET_S = 300            # the issue's number: the site builds in at most 5 minutes on CI (2 cores)
+ENABLE = ("to enable it: `pip install -e \".[site,browser]\"` (bash run.sh test installs the site tools), "
+          "`apt-get install chromium` (or set DPM_LAB_CHROMIUM=/path/to/chromium); .ci/run does the browser part")
+
+
+def chromium_path() -> str | None:
+    named = os.environ.get("DPM_LAB_CHROMIUM")
+    if named:
+        return named if os.access(named, os.X_OK) else None
+    for exe in ("chromium", "chromium-browser"):
+        if shutil.which(exe):
+            return shutil.which(exe)
+    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
+
+
+def unavailable() -> str | None:
+    """None when the site can be built and checked here, else why not and how to enable it."""
+    missing = [m for m in ("sphinx", "myst_nb", "sphinx_book_theme", "sphinx-mathjax-offline")
+               if importlib.util.find_spec(m) is None]
+    if missing and not os.environ.get("DPM_LAB_SITE_DIR"):
+        return f"the site tools are not installed ({', '.join(missing)}); {ENABLE}"
+    if importlib.util.find_spec("playwright") is None:
+        return f"Playwright is not installed; {ENABLE}"
+    if chromium_path() is None:
+        return f"no Chromium found; {ENABLE}"
+    return None
+
+
+def chapter_stems() -> list[str]:
+    return sorted(Path(p).stem for p in glob.glob(str(ROOT / "chapters" / "[0-9][0-9]_*.ipynb")))
+
+
+def stored_pictures(stem: str) -> int:
+    """How many outputs of the chapter carry a picture (figures and widgets' static PNGs)."""
+    nb = json.loads((ROOT / "chapters" / f"{stem}.ipynb").read_text(encoding="utf-8"))
+    return sum(1 for c in nb["cells"] for o in c.get("outputs", [])
+               if "image/png" in o.get("data", {}) or "image/svg+xml" in o.get("data", {}))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    given = os.environ.get("DPM_LAB_SITE_DIR")
+    if given:
+        return Path(given)
+    out = tmp_path_factory.mktemp("site") / "html"
+    t0 = time.perf_counter()
+    run = subprocess.run([sys.executable, str(BUILDER), "--out", str(out)], cwd=ROOT, text=True,
+                         capture_output=True, timeout=BUILD_BUDGET_S + 60)
+    took = time.perf_counter() - t0
+    assert run.returncode == 0, f"the site build failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    assert took <= BUILD_BUDGET_S, f"the site took {took:.0f} s to build (budget {BUILD_BUDGET_S} s)"
+    print(run.stdout.strip())
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    """The built folder over HTTP on a free local port (pages use absolute-path-free links, but
+    MathJax loads its fonts and extensions by URL, as on a real host)."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("dpm_site_build", BUILDER)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)                 # imports no Sphinx until it builds
+    return mod
+
+
+def content_pages() -> list[str]:
+    """The landing page, a page per chapter, and the documents the README links to (as staged)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    docs = [str(Path(d).with_suffix(".html")) for d in _builder().linked_docs(readme, "README.md")]
+    return ["index.html", *(f"chapters/{s}.html" for s in chapter_stems()), *docs]
+
+
+def test_every_chapter_has_a_page(site):
+    stems = chapter_stems()
+    assert stems, "no chapter notebooks found"
+    for stem in stems:
+        assert (site / "chapters" / f"{stem}.html").is_file(), f"no page for chapters/{stem}.ipynb"
+    assert (site / "index.html").is_file()
+    assert not list(site.rglob("*.ipynb")), "the site must not ship notebooks"
+
+
+# what the page's text keeps after MathJax: code, preformatted outputs and typeset math removed
+VISIBLE_TEXT = """() => {
+  const body = document.querySelector('main') || document.body;
+  const copy = body.cloneNode(true);
+  copy.querySelectorAll('pre, code, script, style, mjx-container, .highlight').forEach(e => e.remove());
+  return copy.innerText;
+}"""
+WAIT_IMAGES = """async () => {
+  const imgs = [...document.images];
+  for (const i of imgs) {
+    i.loading = 'eager';
+    if (!i.complete) await new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); setTimeout(r, 15000); });
+  }
+  return imgs.filter(i => !(i.naturalWidth > 0)).map(i => (i.currentSrc || i.src || '(no src)').slice(0, 120));
+}"""
+WAIT_MATH = """async () => {
+  if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return false;
+  await MathJax.startup.promise;
+  return true;
+}"""
+RAW_MATH = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\$\\[A-Za-z]")
+
+
+def page_ids(html: str) -> set[str]:
+    return set(re.findall(r"""\bid=["']([^"']+)["']""", html)) | set(re.findall(r"""\bname=["']([^"']+)["']""", html))
+
+
+@pytest.mark.parametrize("path", content_pages())
+def test_page(path, site, server, browser):
+    if not (site / path).is_file():
+        pytest.fail(f"{path} is missing from the site")
+    errors, foreign = [], []
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text[:300]}"))
+    page.on("pageerror", lambda e: errors.append(f"page error: {str(e)[:300]}"))
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url[:150]} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and errors.append(f"HTTP {r.status}: {r.url[:150]}"))
+    page.on("request", lambda r: r.url.startswith(("http:", "https:")) and not r.url.startswith(server)
+            and foreign.append(r.url[:150]))
+    try:
+        page.goto(f"{server}/{path}", wait_until="load", timeout=60_000)
+        has_mathjax = page.evaluate(WAIT_MATH)
+        broken_images = page.evaluate(WAIT_IMAGES)
+        page.wait_for_timeout(200)               # late console messages
+        text = page.evaluate(VISIBLE_TEXT)
+        n_math = page.locator("mjx-container").count()
+        n_tex_errors = page.locator("mjx-merror, mjx-container [style*='color: red']").count()
+        hrefs = page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)")
+        images_in_outputs = page.locator("div.cell_output img").count()
+        nav_text = page.locator("nav.dpm-nav").inner_text() if page.locator("nav.dpm-nav").count() else ""
+        h2s = [h.strip().rstrip("#").strip() for h in page.locator("article.bd-article h2").all_inner_texts()]
+        output_text = " ".join(page.locator("div.cell_output").all_inner_texts())
+    finally:
+        page.close()
+
+    assert not foreign, f"{path} asks other hosts (the site must work offline): {foreign[:5]}"
+    assert not errors, f"{path}: {errors[:8]}"
+    assert not broken_images, f"{path}: images that did not load: {broken_images[:5]}"
+    raw = sorted({m.group(0) for m in RAW_MATH.finditer(text)})
+    assert not raw, f"{path}: raw TeX left in the text: {raw} (MathJax did not typeset it)"
+    assert n_tex_errors == 0, f"{path}: {n_tex_errors} formulas with TeX errors or undefined macros"
+
+    if path.startswith("chapters/"):
+        stem = Path(path).stem
+        assert has_mathjax and n_math > 0, f"{path}: no typeset math (MathJax did not run)"
+        n_pics = stored_pictures(stem)
+        assert images_in_outputs >= n_pics, (
+            f"{path}: {images_in_outputs} pictures shown, but the notebook stores {n_pics}")
+        assert not re.search(r"\b[VH]Box\(", output_text), f"{path}: a widget shows as text, not its picture"
+        for other in chapter_stems():            # the sidebar lists every chapter ...
+            assert other[:2] in nav_text, f"{path}: the sidebar does not list chapter {other}"
+        for h in h2s:                            # ... and this chapter's sections, § numbers included
+            assert h in nav_text, f"{path}: section {h!r} is not in the sidebar"
+        assert "§" not in " ".join(h2s) or "§" in nav_text
+
+    check_links(path, hrefs, server)
+
+
+_fetched: dict[str, tuple[int, set[str]]] = {}
+
+
+def check_links(path: str, hrefs: list[str], server: str) -> None:
+    """Every link into the site reaches a page (HTTP 200) that has the #anchor it names."""
+    bad = []
+    for href in hrefs:
+        if not href.startswith(server):
+            continue
+        url, _, frag = href.partition("#")
+        if url not in _fetched:
+            try:
+                with urllib.request.urlopen(url, timeout=30) as r:
+                    body = r.read().decode("utf-8", "replace")
+                    _fetched[url] = (r.status, page_ids(body) if "html" in r.headers.get("Content-Type", "") else set())
+            except urllib.error.HTTPError as err:
+                _fetched[url] = (err.code, set())
+        status, ids = _fetched[url]
+        if status != 200:
+            bad.append(f"{href} (HTTP {status})")
+        elif frag and urllib.parse.unquote(frag) not in ids:
+            bad.append(f"{href} (no #{frag} there)")
+    assert not bad, f"{path}: broken internal links: {sorted(set(bad))[:8]}"

@@ -68,10 +68,18 @@ def chapter_stems() -> list[str]:
 
 
 def stored_pictures(stem: str) -> int:
-    """How many outputs of the chapter carry a picture (figures and widgets' static PNGs)."""
+    """How many pictures the chapter's outputs carry: figures, widgets' static PNGs, and the <img>s of
+    HTML outputs (an animation's GIF)."""
     nb = json.loads((ROOT / "chapters" / f"{stem}.ipynb").read_text(encoding="utf-8"))
-    return sum(1 for c in nb["cells"] for o in c.get("outputs", [])
-               if "image/png" in o.get("data", {}) or "image/svg+xml" in o.get("data", {}))
+    n = 0
+    for out in (o for c in nb["cells"] for o in c.get("outputs", [])):
+        data = out.get("data", {})
+        if "image/png" in data or "image/svg+xml" in data:
+            n += 1
+        elif "text/html" in data:
+            html = data["text/html"]
+            n += len(re.findall(r"<img\b", "".join(html) if isinstance(html, list) else html))
+    return n
 
 
 @pytest.fixture(scope="module")

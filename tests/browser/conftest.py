@@ -1,0 +1,71 @@
+"""The browser tests: JupyterLab in headless Chromium (see lab_driver.py).  Deselect with -m "not browser".
+
+Without Chromium or Playwright they skip, saying how to enable them.  Knobs (environment):
+    DPM_LAB_CHROMIUM            the Chromium executable (default: chromium on PATH)
+    DPM_LAB_BROWSER_CHANGES     changes per control in the sweep (default 4; a select: its options once round, at most this many)
+    DPM_LAB_BROWSER_WAIT_MS     the time budget of one change: its new picture must have loaded by then (default 5000)
+    DPM_LAB_BROWSER_RUN_S       the time budget of a chapter's Run All Cells (default 480)
+    DPM_LAB_BROWSER_REPORT      write the latency rows (JSON) to this file
+At the end of the run the terminal summary prints each control's latency (median and worst).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from browser_state import CHAPTERS, LATENCY, TIMINGS, latency_table
+from lab_driver import Lab, unavailable
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: needs JupyterLab in headless Chromium (tests/browser); "
+                                       "deselect with -m 'not browser'")
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """One JupyterLab and one Chromium for the session, with a copy of every chapter."""
+    why = unavailable()
+    if why:
+        pytest.skip(f"browser tests skipped: {why}")
+    import time
+
+    t0 = time.time()
+    with Lab({os.path.basename(p): p for p in CHAPTERS}) as server:
+        TIMINGS["server and browser start"] = time.time() - t0
+        yield server
+
+
+@pytest.fixture
+def notebook_page(lab):
+    """Opens a chapter (a fresh browser context); closes it and shuts its kernel down afterwards."""
+    pages = []
+
+    def open_(name: str):
+        page = lab.open(name)
+        pages.append(page)
+        return page
+
+    yield open_
+    for page in pages:
+        page.context.close()
+    lab.shutdown_kernels()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not LATENCY and not TIMINGS:
+        return
+    tr = terminalreporter
+    tr.section("widget latency in the browser (event in the page -> new picture loaded)")
+    load = os.getloadavg()
+    tr.write_line(f"{os.cpu_count()} CPU cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (1, 5, 15 min) "
+                  f"at the end; budget of the widget standard: 150 ms median, 300 ms worst (measured, not asserted)")
+    if LATENCY:
+        tr.write_line(latency_table(LATENCY))
+    for what, s in TIMINGS.items():
+        tr.write_line(f"{what}: {s:.1f} s")
+    out = os.environ.get("DPM_LAB_BROWSER_REPORT")
+    if out:
+        with open(out, "w") as f:
+            json.dump({"load_average": load, "rows": LATENCY, "timings": TIMINGS}, f, indent=1)

@@ -1,0 +1,122 @@
+"""Every chapter in JupyterLab in headless Chromium (see lab_driver.py and conftest.py).
+
+1. The committed notebook, opened untrusted (a fresh clone's state): every widget cell shows an
+   image (the static picture stored beside the widget), no "VBox(...)" text, and every animation
+   shows its GIF.
+2. The chapter run in the page (Run All Cells): no cell raises; then every control of every
+   Explorer is changed from the page a bounded number of times, and each change must bring a new
+   picture within DPM_LAB_BROWSER_WAIT_MS, with nothing in the log console and no error in the
+   kernel's update; afterwards the page's controls equal the kernel's, and the picture shown is
+   the PNG the kernel drew for them.  Each change's latency goes into the summary table.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+
+import pytest
+from browser_checks import agreement_problems, change_problems, kernel_problems, static_problems
+from browser_state import CHAPTERS, LATENCY, TIMINGS, budget, chapter_name
+from lab_driver import change, explorer_views, log_console_messages, picture_sha256, plan
+
+pytestmark = pytest.mark.browser
+
+# per cell of the page: its outputs' mime type, images (size, src prefix) and text
+_DOM_CELLS = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map(c =>
+  [...c.querySelectorAll('.jp-OutputArea-output')].map(o => ({
+    mime: o.getAttribute('data-mime-type') || '',
+    imgs: [...o.querySelectorAll('img')].map(i => [i.naturalWidth, i.naturalHeight, i.src.slice(0, 40)]),
+    text: (o.textContent || '').trim().slice(0, 200)})))"""
+_IMAGES_DONE = "() => [...document.querySelectorAll('.jp-Notebook img')].every(i => i.complete)"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=chapter_name)
+def test_committed_chapter_opened_untrusted_shows_every_widget_picture(path, notebook_page):
+    chapter = chapter_name(path)
+    with open(path) as f:
+        nb = json.load(f)
+    t0 = time.time()
+    page = notebook_page(os.path.basename(path))
+    page.wait_for_function(_IMAGES_DONE, timeout=60_000, polling=250)
+    live = page.evaluate("document.querySelectorAll('.jp-Notebook .jupyter-widgets').length")
+    problems = static_problems(chapter, nb, page.evaluate(_DOM_CELLS), live)
+    TIMINGS[f"{chapter}: untrusted view"] = time.time() - t0
+    assert not problems, "\n".join(problems)
+
+
+def _widget_names(views: list[dict], explorers: dict[int, str]) -> dict[int, str]:
+    """view id -> the explorer's class, numbered when a chapter shows the class more than once."""
+    count = Counter(explorers.get(v["id"], "?") for v in views)
+    seen: Counter = Counter()
+    names = {}
+    for v in views:
+        cls = explorers.get(v["id"], "?")
+        seen[cls] += 1
+        names[v["id"]] = cls if count[cls] == 1 else f"{cls} #{seen[cls]}"
+    return names
+
+
+def _view(page, view_id: int) -> dict:
+    return next(v for v in explorer_views(page) if v["id"] == view_id)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=chapter_name)
+def test_chapter_widgets_update_their_picture_in_the_browser(path, lab, notebook_page):
+    chapter = chapter_name(path)
+    per_control = int(budget("DPM_LAB_BROWSER_CHANGES", 4))
+    wait_ms = budget("DPM_LAB_BROWSER_WAIT_MS", 5000)
+    page = notebook_page(os.path.basename(path))
+    start = len(lab.kernel_log())
+    TIMINGS[f"{chapter}: run all cells"] = lab.run_all(page, budget("DPM_LAB_BROWSER_RUN_S", 480))
+    log = lab.kernel_log()[start:]
+    problems = [f"{chapter}: the kernel hook failed: {r['error']}" for r in log if r["kind"] == "hook"]
+    problems += [f"{chapter}: a cell raised {r['error']} (cell starting {r['cell']})" for r in log if r["kind"] == "cell_error"]
+    if log_console_messages(page) not in ("", "0"):
+        problems.append(f"{chapter}: the log console has messages after Run All Cells")
+    assert not problems, "\n".join(problems)
+
+    views = explorer_views(page)
+    shown = page.evaluate("document.querySelectorAll('.jp-OutputArea-output .widget-vbox:has(> img.widget-image)').length")
+    assert shown == len({v["id"] for v in views}), (
+        f"{chapter}: {shown} explorer views in the page, {len(views)} of them seen by the kernel hook")
+    explorers = {r["id"]: r["explorer"] for r in log if r["kind"] == "view"}
+    controls = {r["id"]: r["controls"] for r in log if r["kind"] == "view"}
+    names = _widget_names(views, explorers)
+    t0 = time.time()
+    for v in views:
+        vid, widget = v["id"], names[v["id"]]
+        first = len(lab.kernel_log())
+        timed: list[dict] = []
+        for c in v["controls"]:
+            cname = controls[vid][c["index"]]
+            where = f"{chapter} / {widget} / {cname}"
+            if c["hidden"]:
+                continue
+            if c["kind"] == "unknown":
+                problems.append(f"{where}: a control the browser test cannot drive yet (add its kind in lab_driver.py)")
+                continue
+            for step, arg in enumerate(plan(c, per_control)):
+                if _view(page, vid)["controls"][c["index"]]["disabled"]:
+                    break                          # disabled by another control (eta outside ddim)
+                ms = change(page, vid, c["index"], arg, wait_ms)
+                problems += change_problems(f"{where} (change {step + 1})", ms, wait_ms, log_console_messages(page))
+                if ms >= 0:
+                    timed.append({"chapter": chapter, "widget": widget, "control": cname, "ms": ms})
+                time.sleep(0.1)
+        time.sleep(0.5)                            # the kernel's last record follows its last picture
+        records = [r for r in lab.kernel_log()[first:] if r["kind"] == "change" and r["id"] == vid]
+        by_control: dict[str, list[float]] = {}
+        for r in records:
+            by_control.setdefault(r["control"], []).append(r["ms"])
+        for row in timed:                          # the kernel's share, change by change
+            ks = by_control.get(row["control"], [])
+            row["kernel_ms"] = ks.pop(0) if ks else None
+        LATENCY.extend(timed)
+        after = _view(page, vid)
+        problems += kernel_problems(f"{chapter} / {widget}", records, after["status"])
+        problems += agreement_problems(f"{chapter} / {widget}", after, records[-1] if records else None,
+                                       picture_sha256(page, vid))
+    TIMINGS[f"{chapter}: control sweep"] = time.time() - t0
+    assert not problems, "\n".join(problems)

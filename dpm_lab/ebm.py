@@ -27,11 +27,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from .gmm import GaussianMixture
 from .losses import jacobian_trace
 from .utils import check_x, rand, randint, randn
 
-__all__ = ["Energy", "score_of", "log_ratio", "short_run_langevin", "ContrastiveDivergence", "NoiseLadder",
+__all__ = ["two_mode_mixture", "Energy", "score_of", "log_ratio", "short_run_langevin", "ContrastiveDivergence", "NoiseLadder",
            "geometric_sigmas", "sure", "shrinkage"]
+
+
+def two_mode_mixture(a: float = 5.0, weights: tuple[float, float] = (0.2, 0.8), std: float = 1.0) -> GaussianMixture:
+    """w_1 N((-a, -a), std^2 I) + w_2 N((a, a), std^2 I): two separated modes of unequal weight, the classic
+    toy on which Langevin dynamics gets the mode weights wrong (§3.4.1; Song & Ermon's example)."""
+    a = _positive(a, "a")
+    return GaussianMixture(list(weights), [[-a, -a], [a, a]], stds=_positive(std, "std"))
 
 
 def _positive_int(value, name: str, minimum: int = 1) -> int:
@@ -187,7 +195,9 @@ def geometric_sigmas(sigma_min: float, sigma_max: float, L: int) -> torch.Tensor
     _positive_int(L, "L", 2)
     if not sigma_min < sigma_max:
         raise ValueError(f"sigma_min must be < sigma_max, got {sigma_min} and {sigma_max}")
-    return torch.logspace(math.log10(sigma_min), math.log10(sigma_max), L, dtype=torch.float64)
+    s = torch.logspace(math.log10(sigma_min), math.log10(sigma_max), L, dtype=torch.float64)
+    s[0], s[-1] = sigma_min, sigma_max                 # the ends exactly (no rounding past sigma_max)
+    return s
 
 
 class NoiseLadder:
@@ -219,7 +229,7 @@ class NoiseLadder:
 
     def times(self) -> torch.Tensor:
         """t_l = sigma_l / sigma_max, increasing, float64 (L,)."""
-        return self.sigmas / self.sigma_max
+        return (self.sigmas / self.sigma_max).clamp(max=1.0)
 
     def __call__(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         _positive_int(n, "n")
@@ -227,7 +237,7 @@ class NoiseLadder:
             return self.times()[randint(0, self.L, (n,), generator=generator).cpu()]
         lo, hi = math.log(float(self.sigmas[0])), math.log(float(self.sigmas[-1]))
         u = rand((n,), generator=generator, dtype=torch.float64).cpu()
-        return torch.exp(lo + (hi - lo) * u) / self.sigma_max
+        return (torch.exp(lo + (hi - lo) * u) / self.sigma_max).clamp(max=1.0)
 
 
 def sure(denoiser: Callable[[torch.Tensor], torch.Tensor], x_noisy: torch.Tensor, sigma: float) -> torch.Tensor:

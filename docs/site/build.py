@@ -4,7 +4,8 @@
 
 1. stage the sources into <out>-src: the README as the landing page (with the chapters'
    table of contents appended), every chapters/[0-9][0-9]_*.ipynb (picked up by glob), and the
-   Markdown documents the README links to;
+   Markdown documents the README links to, and the site's own pages in docs/site/live/
+   (explorers that run in the page from closed forms, with no kernel);
 2. run Sphinx (conf.py beside this file) on them into <out>.
 
 Staging changes the copies only, never the repository's files:
@@ -30,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = Path(__file__).resolve().parent
 CHAPTER_GLOB = "chapters/[0-9][0-9]_*.ipynb"
+LIVE_DIR = CONF_DIR / "live"      # the site's own pages: kernel-free explorers (staged as live/NAME.md)
 
 # <link ... href="http(s)://..."> and <script src="http(s)://..."></script>: things a page would fetch
 REMOTE_LINK = re.compile(r"""<link\b[^>]*\bhref=["']https?://[^>]*>\s*""", re.I)
@@ -43,6 +45,14 @@ TOC = """
 :caption: Chapters
 
 {chapters}
+```
+"""
+TOC_LIVE = """
+```{{toctree}}
+:hidden:
+:caption: Live, without a kernel
+
+{live}
 ```
 """
 TOC_DOCS = """
@@ -120,12 +130,14 @@ def linked_docs(md: str, here: str) -> list[str]:
     return found
 
 
-def landing_page(readme: str, chs: list[str], docs: list[str], on_site: set[str]) -> str:
+def landing_page(readme: str, chs: list[str], docs: list[str], on_site: set[str], live: list[str]) -> str:
     md = rewrite_links(readme, "README.md", on_site)
     for ch in chs:                    # the chapter table names `NN_name`: make it a link
         stem = Path(ch).stem
         md = re.sub(rf"^\|\s*`{re.escape(stem)}`\s*\|", f"| [`{stem}`]({ch}) |", md, flags=re.M)
     md += TOC.format(chapters="\n".join(Path(c).with_suffix("").as_posix() for c in chs))
+    if live:
+        md += TOC_LIVE.format(live="\n".join(Path(p).with_suffix("").as_posix() for p in live))
     if docs:
         md += TOC_DOCS.format(docs="\n".join(Path(d).with_suffix("").as_posix() for d in docs))
     return md
@@ -151,8 +163,9 @@ def stage(src: Path) -> list[str]:
         if d not in docs:
             docs.append(d)
             todo += linked_docs((ROOT / d).read_text(encoding="utf-8"), d)
+    live = {f"live/{p.name}": p.read_text(encoding="utf-8") for p in sorted(LIVE_DIR.glob("*.md"))}
     on_site = set(chs) | set(docs) | {"README.md"}
-    staged = {"index.md": landing_page(readme, chs, docs, on_site)}
+    staged = {"index.md": landing_page(readme, chs, docs, on_site, list(live)), **live}
     for ch in chs:
         staged[ch] = stage_notebook((ROOT / ch).read_text(encoding="utf-8"))
     for d in docs:
@@ -162,7 +175,7 @@ def stage(src: Path) -> list[str]:
     for old in [p for p in src.rglob("*") if p.is_file()]:    # a chapter renamed or removed
         if old.relative_to(src).as_posix() not in staged:
             old.unlink()
-    return ["README.md", *chs, *docs]
+    return ["README.md", *chs, *docs, *live]
 
 
 def build(out: Path, clean: bool = False, quiet: bool = True) -> Path:

@@ -137,7 +137,8 @@ def content_pages() -> list[str]:
     """The landing page, a page per chapter, and the documents the README links to (as staged)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     docs = [str(Path(d).with_suffix(".html")) for d in _builder().linked_docs(readme, "README.md")]
-    return ["index.html", *(f"chapters/{s}.html" for s in chapter_stems()), *docs]
+    live = [f"live/{p.stem}.html" for p in sorted((ROOT / "docs" / "site" / "live").glob("*.md"))]
+    return ["index.html", *(f"chapters/{s}.html" for s in chapter_stems()), *docs, *live]
 
 
 def test_every_chapter_has_a_page(site):
@@ -250,3 +251,82 @@ def check_links(path: str, hrefs: list[str], server: str) -> None:
         elif frag and urllib.parse.unquote(frag) not in ids:
             bad.append(f"{href} (no #{frag} there)")
     assert not bad, f"{path}: broken internal links: {sorted(set(bad))[:8]}"
+
+
+LIVE_PAGE = "live/noised_mixture.html"
+LIVE_SCHEDULES = {"vp_linear": "VPLinear", "cosine": "Cosine", "rectified_flow": "RectifiedFlow"}
+
+
+def test_live_mixture_is_the_package_s_mixture(site, server, browser):
+    """The kernel-free explorer computes in JavaScript what dpm_lab computes in Python: log p_t, x0*,
+    score* and v* of the eight-Gaussians mixture, at 64 points and 6 times (t = 0 and 1 included)
+    for each schedule.  Both sides are float64 closed forms of the same quantities, written
+    differently (the package goes through eigen-decompositions and logsumexp), so they agree to
+    rounding: 1e-9 relative is a thousand times looser than what we see and far tighter than any
+    slip in a formula (a wrong sign or factor moves them by O(1))."""
+    import torch
+
+    import dpm_lab as dl
+
+    mix = dl.datasets.eight_gaussians_mixture()
+    xs = dl.utils.randn((64, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2.5
+    times = [0.0, 0.01, 0.3, 0.77, 0.999, 1.0]
+    page = browser.new_page()
+    try:
+        page.goto(f"{server}/{LIVE_PAGE}", wait_until="load")
+        assert page.evaluate("() => window.dpmLive.schedules") == list(LIVE_SCHEDULES)
+        for name, cls in LIVE_SCHEDULES.items():
+            sched = getattr(dl, cls)()
+            for t in times:
+                js = page.evaluate("([n, t, xs]) => window.dpmLive.fields(n, t, xs)", [name, t, xs.tolist()])
+                co = sched.coeffs(torch.tensor(t, dtype=torch.float64))
+                for key in ("alpha", "sigma", "d_alpha", "d_sigma2"):
+                    ref = float(getattr(co, key))
+                    assert abs(js[key] - ref) <= 1e-9 * (1 + abs(ref)), (name, t, key, js[key], ref)
+                for key, ref in (("logp", mix.log_prob_t(xs, t, sched)), ("x0", mix.x0(xs, t, sched)),
+                                 ("score", mix.score(xs, t, sched)), ("velocity", mix.velocity(xs, t, sched))):
+                    got = torch.tensor(js[key], dtype=torch.float64)
+                    assert torch.allclose(got, ref, rtol=1e-9, atol=1e-9), (
+                        f"{name} t={t} {key}: max |js - dl| = {(got - ref).abs().max():.3g}")
+        for bad, why in ((["nope", 0.5, [[0, 0]]], "schedule must be one of"), (["cosine", 1.5, [[0, 0]]], "t must lie")):
+            err = page.evaluate("(a) => { try { window.dpmLive.fields(...a); return ''; } catch (e) { return e.message; } }", bad)
+            assert why in err, err
+    finally:
+        page.close()
+
+
+def test_live_mixture_redraws_on_each_control(site, server, browser):
+    """Moving the t slider, changing the schedule or the arrows redraws the picture, within the
+    course's widget budget (150 ms median per control in the browser; here the whole redraw,
+    measured in the page), and the readout shows the package's alpha_t."""
+    import torch
+
+    import dpm_lab as dl
+
+    page = browser.new_page()
+    try:
+        page.goto(f"{server}/{LIVE_PAGE}", wait_until="load")
+        root = page.locator(".dpm-live-mixture")
+        assert root.locator("canvas").count() == 1, "the explorer did not mount"
+        moves = [("input[type=range]", "0.62"), ("select", "cosine"), ("input[type=range]", "0.05"),
+                 ("select", "rectified_flow"), ("input[type=range]", "0.9"), ("input[type=checkbox]", None)]
+        times_ms, pictures = [], {page.evaluate("() => document.querySelector('.dpm-live-mixture canvas').toDataURL()")}
+        for sel, value in moves:
+            ms = page.evaluate("""([sel, value]) => {
+                const root = document.querySelector('.dpm-live-mixture'), el = root.querySelector(sel);
+                if (value === null) el.checked = !el.checked; else el.value = value;
+                const t0 = performance.now();
+                el.dispatchEvent(new Event('input', {bubbles: true}));
+                return performance.now() - t0;
+            }""", [sel, value])
+            times_ms.append(ms)
+            pictures.add(page.evaluate("() => document.querySelector('.dpm-live-mixture canvas').toDataURL()"))
+        assert len(pictures) == len(moves) + 1, "a control changed nothing in the picture"
+        assert int(root.get_attribute("data-drawn")) == len(moves) + 1
+        times_ms.sort()
+        assert times_ms[len(times_ms) // 2] <= 150 and times_ms[-1] <= 300, f"redraw times (ms): {times_ms}"
+        readout = root.locator(".dpm-live-readout").inner_text()
+        alpha = float(dl.RectifiedFlow().alpha(torch.tensor(0.9, dtype=torch.float64)))
+        assert f"alpha_t = {alpha:.4f}" in readout, readout
+    finally:
+        page.close()

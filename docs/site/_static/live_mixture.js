@@ -1,0 +1,150 @@
+/* dpm-lab reading site: the noised eight-Gaussians mixture, live in the page (no kernel, no network).
+ *
+ * Everything drawn is closed form, the same formulas as dpm_lab (schedules.py, gmm.py), in float64:
+ *   x_t = alpha_t x0 + sigma_t eps,  x0 ~ sum_k w_k N(mu_k, s^2 I)
+ *   p_t(x) = sum_k w_k N(x; alpha_t mu_k, c_k I),  c_k = alpha_t^2 s^2 + sigma_t^2
+ *   r_k(x) = p(k | x_t = x),  score* = -sum_k r_k (x - alpha_t mu_k) / c_k
+ *   x0*    = sum_k r_k [mu_k + alpha_t s^2 (x - alpha_t mu_k) / c_k]
+ *   v*     = alpha_t' x0* + (sigma_t^2)'/2 sum_k r_k (x - alpha_t mu_k) / c_k   (the PF-ODE drift)
+ * tests/site/test_site.py holds window.dpmLive.fields against dpm_lab at many (t, x).
+ */
+(function () {
+  "use strict";
+
+  // --- schedules (dpm_lab.schedules: VPLinear(0.1, 20), Cosine(0.008), RectifiedFlow) -----------
+  const SCHEDULES = {
+    vp_linear: {
+      label: "VP linear (beta 0.1 to 20)",
+      coeffs(t) {
+        const bmin = 0.1, bmax = 20.0;
+        const beta = bmin + t * (bmax - bmin), B = bmin * t + 0.5 * (bmax - bmin) * t * t;
+        const alpha = Math.exp(-0.5 * B), sigma = Math.sqrt(-Math.expm1(-B));
+        return { alpha, sigma, d_alpha: -0.5 * beta * alpha, d_sigma2: beta * Math.exp(-B) };
+      },
+    },
+    cosine: {
+      label: "cosine (offset 0.008)",
+      coeffs(t) {
+        const s = 0.008, c = Math.cos((s / (1 + s)) * Math.PI / 2);
+        const phase = ((t + s) / (1 + s)) * Math.PI / 2;
+        const alpha = t >= 1 ? 0 : Math.min(1, Math.max(0, Math.cos(phase) / c));
+        const sigma = Math.sqrt(Math.max(0, 1 - alpha * alpha));
+        const d_alpha = (-Math.sin(phase) / c) * Math.PI / (2 * (1 + s));
+        return { alpha, sigma, d_alpha, d_sigma2: -2 * alpha * d_alpha };
+      },
+    },
+    rectified_flow: {
+      label: "rectified flow (alpha = 1 - t, sigma = t)",
+      coeffs(t) { return { alpha: 1 - t, sigma: t, d_alpha: -1, d_sigma2: 2 * t }; },
+    },
+  };
+
+  // --- the mixture (dpm_lab.datasets.eight_gaussians_mixture(radius=2, std=0.2)) ---------------
+  const RADIUS = 2.0, STD = 0.2, K = 8;
+  const MEANS = Array.from({ length: K }, (_, k) => [RADIUS * Math.cos((2 * Math.PI * k) / K),
+                                                      RADIUS * Math.sin((2 * Math.PI * k) / K)]);
+  const LOG_W = Math.log(1 / K);
+
+  // exact log p_t, x0*, score*, v* at points xs = [[x, y], ...]
+  function fields(name, t, xs) {
+    const sched = SCHEDULES[name];
+    if (!sched) throw new Error(`schedule must be one of ${Object.keys(SCHEDULES)}, got ${name}`);
+    if (!(t >= 0 && t <= 1)) throw new Error(`t must lie in [0, 1], got ${t}`);
+    const co = sched.coeffs(t), a = co.alpha;
+    const c = a * a * STD * STD + co.sigma * co.sigma;            // the same c_k for every k
+    const logp = [], x0 = [], score = [], velocity = [];
+    const logits = new Float64Array(K);
+    for (const [x, y] of xs) {
+      let m = -Infinity;
+      for (let k = 0; k < K; k++) {
+        const dx = x - a * MEANS[k][0], dy = y - a * MEANS[k][1];
+        logits[k] = LOG_W - (dx * dx + dy * dy) / (2 * c) - Math.log(2 * Math.PI * c);
+        if (logits[k] > m) m = logits[k];
+      }
+      let z = 0;
+      for (let k = 0; k < K; k++) z += Math.exp(logits[k] - m);
+      let cx = 0, cy = 0, mx = 0, my = 0;                          // sum r (x - a mu)/c, sum r mu
+      for (let k = 0; k < K; k++) {
+        const r = Math.exp(logits[k] - m) / z;
+        cx += (r * (x - a * MEANS[k][0])) / c; cy += (r * (y - a * MEANS[k][1])) / c;
+        mx += r * MEANS[k][0]; my += r * MEANS[k][1];
+      }
+      const e0 = [mx + a * STD * STD * cx, my + a * STD * STD * cy];
+      logp.push(m + Math.log(z));
+      x0.push(e0);
+      score.push([-cx, -cy]);
+      velocity.push([co.d_alpha * e0[0] + 0.5 * co.d_sigma2 * cx, co.d_alpha * e0[1] + 0.5 * co.d_sigma2 * cy]);
+    }
+    return { alpha: a, sigma: co.sigma, d_alpha: co.d_alpha, d_sigma2: co.d_sigma2, logp, x0, score, velocity };
+  }
+
+  // --- drawing ------------------------------------------------------------------------------
+  const LIM = 3.5, GRID = 140, ARROWS = 15;
+
+  function draw(root) {
+    const name = root.querySelector("select").value;
+    const t = Number(root.querySelector("input[type=range]").value);
+    const showArrows = root.querySelector("input[type=checkbox]").checked;
+    const canvas = root.querySelector("canvas"), ctx = canvas.getContext("2d");
+    const W = canvas.width, H = canvas.height;
+    const pts = [];
+    for (let j = 0; j < GRID; j++) for (let i = 0; i < GRID; i++)
+      pts.push([-LIM + ((i + 0.5) * 2 * LIM) / GRID, LIM - ((j + 0.5) * 2 * LIM) / GRID]);
+    const f = fields(name, t, pts);
+    const dens = f.logp.map(Math.exp), top = Math.max(...dens);
+    const img = ctx.createImageData(GRID, GRID);
+    for (let n = 0; n < dens.length; n++) {                          // white -> dark blue
+      const u = Math.sqrt(dens[n] / top);
+      img.data[4 * n] = 255 - 220 * u; img.data[4 * n + 1] = 255 - 175 * u;
+      img.data[4 * n + 2] = 255 - 95 * u; img.data[4 * n + 3] = 255;
+    }
+    const off = document.createElement("canvas");
+    off.width = off.height = GRID;
+    off.getContext("2d").putImageData(img, 0, 0);
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(off, 0, 0, W, H);
+    if (showArrows) {
+      const ap = [];
+      for (let j = 0; j < ARROWS; j++) for (let i = 0; i < ARROWS; i++)
+        ap.push([-LIM + ((i + 0.5) * 2 * LIM) / ARROWS, LIM - ((j + 0.5) * 2 * LIM) / ARROWS]);
+      const v = fields(name, t, ap).velocity;
+      const vmax = Math.max(1e-12, ...v.map(([a, b]) => Math.hypot(a, b)));
+      const cell = W / ARROWS;
+      ctx.strokeStyle = "#c0392b"; ctx.fillStyle = "#c0392b"; ctx.lineWidth = 1.3;
+      ap.forEach(([x, y], n) => {
+        // the reverse-time direction -v (noise to data), scaled so that the longest fills a cell
+        const [vx, vy] = v[n], len = (0.9 * cell * Math.hypot(vx, vy)) / vmax;
+        if (len < 0.5) return;
+        const px = ((x + LIM) / (2 * LIM)) * W, py = ((LIM - y) / (2 * LIM)) * H;
+        const ux = -vx / Math.hypot(vx, vy), uy = vy / Math.hypot(vx, vy);
+        const qx = px + ux * len, qy = py + uy * len;
+        ctx.beginPath(); ctx.moveTo(px, py); ctx.lineTo(qx, qy); ctx.stroke();
+        ctx.beginPath(); ctx.moveTo(qx, qy);
+        ctx.lineTo(qx - 4 * ux + 2.5 * uy, qy - 4 * uy - 2.5 * ux);
+        ctx.lineTo(qx - 4 * ux - 2.5 * uy, qy - 4 * uy + 2.5 * ux); ctx.closePath(); ctx.fill();
+      });
+    }
+    const lam = f.sigma > 0 && f.alpha > 0 ? Math.log(f.alpha / f.sigma).toFixed(2) : (f.sigma > 0 ? "-inf" : "+inf");
+    root.querySelector(".dpm-live-readout").textContent =
+      `t = ${t.toFixed(2)}   alpha_t = ${f.alpha.toFixed(4)}   sigma_t = ${f.sigma.toFixed(4)}   ` +
+      `log-SNR lambda_t = ${lam}`;
+    root.dataset.drawn = String(Number(root.dataset.drawn || 0) + 1);
+  }
+
+  function mount(root) {
+    const opts = Object.entries(SCHEDULES).map(([k, s]) => `<option value="${k}">${s.label}</option>`).join("");
+    root.innerHTML = `
+      <div class="dpm-live-controls">
+        <label>schedule <select>${opts}</select></label>
+        <label>t <input type="range" min="0" max="1" step="0.01" value="0.15"></label>
+        <label><input type="checkbox" checked> arrows: -v*, the way back to the data</label>
+      </div>
+      <canvas width="420" height="420" aria-label="density of x_t"></canvas>
+      <pre class="dpm-live-readout"></pre>`;
+    root.querySelectorAll("select, input").forEach((el) => el.addEventListener("input", () => draw(root)));
+    draw(root);
+  }
+
+  window.dpmLive = { fields, schedules: Object.keys(SCHEDULES), draw };
+  document.querySelectorAll(".dpm-live-mixture").forEach(mount);
+})();

@@ -188,7 +188,8 @@ def build(out: Path, clean: bool = False, quiet: bool = True) -> Path:
         for d in (out, src, doctrees):
             shutil.rmtree(d, ignore_errors=True)
     staged = stage(src)
-    args = ["-b", "html", "-c", str(CONF_DIR), "-d", str(doctrees), str(src), str(out)]
+    # -a: write every page (a new chapter changes every page's sidebar; Sphinx would rewrite only the changed ones)
+    args = ["-a", "-b", "html", "-c", str(CONF_DIR), "-d", str(doctrees), str(src), str(out)]
     rc = build_main((["-q"] if quiet else []) + args)
     if rc != 0:
         raise SystemExit(f"sphinx-build failed (exit {rc})")

@@ -200,6 +200,8 @@ def test_page(path, site, server, browser):
         hrefs = page.eval_on_selector_all("a[href]", "as => as.map(a => a.href)")
         images_in_outputs = page.locator("div.cell_output img").count()
         nav_text = page.locator("nav.dpm-nav").inner_text() if page.locator("nav.dpm-nav").count() else ""
+        nav_hrefs = page.eval_on_selector_all("nav.dpm-nav a[href]", "as => as.map(a => a.href)")
+        n_nav_current = page.locator("nav.dpm-nav li.toctree-l1.current").count()
         h2s = [h.strip().rstrip("#").strip() for h in page.locator("article.bd-article h2").all_inner_texts()]
         output_text = " ".join(page.locator("div.cell_output").all_inner_texts())
     finally:
@@ -220,7 +222,9 @@ def test_page(path, site, server, browser):
             f"{path}: {images_in_outputs} pictures shown, but the notebook stores {n_pics}")
         assert not re.search(r"\b[VH]Box\(", output_text), f"{path}: a widget shows as text, not its picture"
         for other in chapter_stems():            # the sidebar lists every chapter ...
-            assert other[:2] in nav_text, f"{path}: the sidebar does not list chapter {other}"
+            assert other == stem or any(h.endswith(f"/chapters/{other}.html") for h in nav_hrefs), (
+                f"{path}: the sidebar does not link chapter {other}")
+        assert n_nav_current == 1, f"{path}: the sidebar does not mark this chapter as the current page"
         for h in h2s:                            # ... and this chapter's sections, § numbers included
             assert h in nav_text, f"{path}: section {h!r} is not in the sidebar"
         assert "§" not in " ".join(h2s) or "§" in nav_text
@@ -330,3 +334,19 @@ def test_live_mixture_redraws_on_each_control(site, server, browser):
         assert f"alpha_t = {alpha:.4f}" in readout, readout
     finally:
         page.close()
+
+
+def test_search_finds_a_chapter(site, server, browser):
+    """The site's search (Sphinx's own index, served by the site) runs offline and finds chapter text."""
+    errors = []
+    page = browser.new_page()
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text[:300]))
+    page.on("pageerror", lambda e: errors.append(str(e)[:300]))
+    try:
+        page.goto(f"{server}/search.html?q=ELBO", wait_until="load")
+        page.wait_for_selector("#search-results li a", timeout=30_000)
+        hits = page.eval_on_selector_all("#search-results li a", "as => as.map(a => a.href)")
+    finally:
+        page.close()
+    assert not errors, errors
+    assert any("/chapters/" in h for h in hits), f"searching 'ELBO' found no chapter: {hits[:5]}"

@@ -268,50 +268,54 @@ def grade_notebook(path: str | pathlib.Path, student: str, *, timeout: float = 6
     included, with its first line) and the error's last line. `save_to` (a file) keeps the
     executed notebook, outputs and error included.
     """
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-
     path = pathlib.Path(path)
-    chapter = path.name[:2]
-    grade = NotebookGrade(student, chapter, path.name)
+    grade = NotebookGrade(student, path.name[:2], path.name)
+    fd, results = tempfile.mkstemp(prefix="dpm_lab_checks_", suffix=".jsonl")
+    os.close(fd)
+    start = time.monotonic()
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a row, not a crash
         grade.run = f"unreadable notebook: {type(exc).__name__}: {_last_line(exc)}"
-        nb = None
-    results = pathlib.Path(tempfile.mkstemp(prefix="dpm_lab_checks_", suffix=".jsonl")[1])
+    else:
+        grade.run = _run_for_grading(nb, path.parent, timeout, results)
+        if save_to is not None:
+            pathlib.Path(save_to).parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, save_to)
+    grade.seconds = time.monotonic() - start
+    recorded = _read_results(pathlib.Path(results))
+    missing = NOT_CALLED if grade.run == "ok" else NOT_RUN
+    for name in _expected_checks(grade.chapter):
+        grade.checks[name] = recorded.pop(name, (missing, ""))
+    grade.checks.update(recorded)   # checks of other chapters the notebook called, too
+    return grade
+
+
+def _run_for_grading(nb: NotebookNode, folder: pathlib.Path, timeout: float, results: str) -> str:
+    """Execute `nb` in `folder` with the results file set; "ok" or what stopped it (cell and error)."""
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    from dpm_lab.exercises._base import RESULTS_ENV
+
     current: dict[str, int | None] = {"cell": None}
-    start = time.monotonic()
-    deadline = start + timeout
+    deadline = time.monotonic() + timeout
 
     def on_cell_start(cell: Any = None, cell_index: int | None = None, **_: Any) -> None:
         current["cell"] = cell_index
 
     try:
-        if nb is not None:
-            from dpm_lab.exercises._base import RESULTS_ENV
-
-            execute_notebook(nb, cwd=path.parent, env=dict(os.environ, **{RESULTS_ENV: str(results)}),
-                             on_cell_start=on_cell_start,
-                             timeout_func=lambda cell: max(1, int(deadline - time.monotonic())))
+        execute_notebook(nb, cwd=folder, env=dict(os.environ, **{RESULTS_ENV: results}), on_cell_start=on_cell_start,
+                         timeout_func=lambda cell: max(1, int(deadline - time.monotonic())))
     except CellTimeoutError:
-        grade.run = f"timed out (over {timeout:g} s for the notebook) in {_where(nb, current['cell'])}"
+        return f"timed out (over {timeout:g} s for the notebook) in {_where(nb, current['cell'])}"
     except CellExecutionError as exc:
         error = f"{exc.ename}: {_last_line(exc.evalue)}" if getattr(exc, "ename", "") else _last_line(exc)
-        grade.run = f"error in {_where(nb, current['cell'])}: {error}"
+        return f"error in {_where(nb, current['cell'])}: {error}"
     except DeadKernelError as exc:
-        grade.run = f"the kernel died in {_where(nb, current['cell'])}: {_last_line(exc)}"
+        return f"the kernel died in {_where(nb, current['cell'])}: {_last_line(exc)}"
     except Exception as exc:  # noqa: BLE001 - a kernel that cannot start, a missing kernelspec, ...
-        grade.run = f"could not run: {type(exc).__name__}: {_last_line(exc)}"
-    grade.seconds = time.monotonic() - start
-    if save_to is not None and nb is not None:
-        pathlib.Path(save_to).parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, save_to)
-    recorded = _read_results(results)
-    missing = NOT_CALLED if grade.run == "ok" else NOT_RUN
-    for name in _expected_checks(chapter):
-        grade.checks[name] = recorded.pop(name, (missing, ""))
-    grade.checks.update(recorded)   # checks of other chapters the notebook called, too
-    return grade
+        return f"could not run: {type(exc).__name__}: {_last_line(exc)}"
+    return "ok"
 
 
 def _read_results(path: pathlib.Path) -> dict[str, tuple[str, str]]:

@@ -435,14 +435,17 @@ def _dpm_lab_figure_hook(out, stem, cells, dpi):
         from matplotlib.figure import Figure
 
         base = sys.modules.get("dpm_lab.widgets.base")
-        fig = obj if isinstance(obj, Figure) else None
-        if base is not None and isinstance(obj, base.Explorer):
-            fig = obj.figure()
-        if fig is not None and state["cell"] is not None and all(f is not fig for f in state["saved"]):
-            state["saved"].append(fig)
-            name = f"{stem}_cell{state['cell']:02d}_fig{len(state['saved'])}"
-            for ext in ("png", "svg"):
-                fig.savefig(out / f"{name}.{ext}", dpi=dpi, bbox_inches="tight")
+        try:
+            fig = obj if isinstance(obj, Figure) else None
+            if base is not None and isinstance(obj, base.Explorer):
+                fig = obj.figure()
+            if fig is not None and state["cell"] is not None and all(f is not fig for f in state["saved"]):
+                state["saved"].append(fig)
+                name = f"{stem}_cell{state['cell']:02d}_fig{len(state['saved'])}"
+                for ext in ("png", "svg"):
+                    fig.savefig(out / f"{name}.{ext}", dpi=dpi, bbox_inches="tight")
+        except Exception as exc:  # the export must never break the chapter's own run
+            print(f"figure export failed in cell {state['cell']}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return fmt(obj, include=include, exclude=exclude)
 
     ip.events.register("pre_run_cell", pre_run_cell)

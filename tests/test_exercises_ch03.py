@@ -76,7 +76,7 @@ def test_use_falls_back_only_for_a_stub(capsys):
     wrong = ch03.use("tweedie_denoiser", lambda s, x, sigma: x)
     torch.testing.assert_close(wrong(lambda y: -y, x, 0.5), x)
     with pytest.raises(ValueError, match="no package version"):
-        ch03.use("sm_constant", None)
+        ch03.use("mode_weight_prediction", None)
 
 
 def test_mode_weight_prediction_rejects_a_non_fraction(capsys):

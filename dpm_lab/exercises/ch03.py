@@ -234,14 +234,19 @@ def check_annealed_langevin(fn: Any) -> tuple[bool, str]:
     return False, f"for a 3-level ladder your end points are {fmt(got)} but should be {fmt(want)}.{hint}"
 
 
+def _sm_constant(cov: torch.Tensor) -> torch.Tensor:
+    return 0.5 * torch.linalg.inv(cov).trace()
+
+
 _REFERENCES = {"score_from_energy": _score_from_energy, "langevin_step": _langevin_step,
-               "tweedie_denoiser": _tweedie, "annealed_langevin": _annealed}
+               "tweedie_denoiser": _tweedie, "annealed_langevin": _annealed, "ula_variance": _ula_variance,
+               "sm_constant": _sm_constant}
 
 
 def use(name: str, answer: Any) -> Callable:
     """The function later cells call for exercise `name`: the learner's `answer`, with the package's version
     standing in while it is a stub (it says so once; see _base.yours_or).  A wrong answer is used as it is.
-    Names: score_from_energy, langevin_step, tweedie_denoiser, annealed_langevin."""
+    Names: score_from_energy, langevin_step, tweedie_denoiser, annealed_langevin, ula_variance, sm_constant."""
     if name not in _REFERENCES:
         raise ValueError(f"no package version for {name!r}; names: {', '.join(_REFERENCES)}")
     return yours_or(answer, _REFERENCES[name], name)

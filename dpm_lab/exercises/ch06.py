@@ -277,7 +277,8 @@ def check_kinetic_energy(fn: Any) -> tuple[bool, str]:
 # -- the package's versions the later cells fall back on -----------------------------------------------------------
 _REFERENCES: dict[str, Callable] = {"posterior_weights": _posterior_weights,
                                     "convert": lambda schedule, x_t, t, value, src, dst: convert(schedule, x_t, t, value, src, dst),
-                                    "flow_time": _flow_time, "gamma_step": _gamma_step}
+                                    "flow_time": _flow_time, "gamma_step": _gamma_step,
+                                    "velocity_error_scale": _velocity_scale, "kinetic_energy": _kinetic}
 
 
 def use(name: str, answer: Any) -> Callable:
@@ -285,7 +286,7 @@ def use(name: str, answer: Any) -> Callable:
     version standing in while it is a stub (it says so once; see _base.yours_or).
 
     A wrong answer is used as it is, so it is felt downstream.  Names: posterior_weights, convert,
-    flow_time, gamma_step."""
+    flow_time, gamma_step, velocity_error_scale, kinetic_energy."""
     if name not in _REFERENCES:
         raise ValueError(f"no package version for {name!r}; names: {', '.join(_REFERENCES)}")
     return yours_or(answer, _REFERENCES[name], name)

@@ -474,7 +474,7 @@ def export_figures(name: str, out: str | pathlib.Path, *, chapters: str | pathli
     Files are `<chapter>_cellNN_figK.png/.svg`: NN the cell's position in the notebook counted
     from 1 (markdown included), K the figure's order within the cell. Matplotlib figures and the
     widgets' pictures (as they are when displayed) are saved; HTML animations are not.
-    Returns the written paths, sorted.
+    Returns the written paths, sorted; a chapter that fails to run raises RuntimeError saying why.
     """
     path = chapter_notebook(name, chapters)
     out = pathlib.Path(out).resolve()
@@ -488,7 +488,14 @@ def export_figures(name: str, out: str | pathlib.Path, *, chapters: str | pathli
                                      f"{cells!r}, {int(dpi)})\ndel _dpm_lab_figure_hook")
     nb.cells.insert(0, hook)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}   # the inline backend displays figures
-    execute_notebook(nb, cwd=path.parent, timeout=timeout, env=env)
+    try:
+        execute_notebook(nb, cwd=path.parent, timeout=timeout, env=env)
+    except Exception as exc:  # noqa: BLE001 - the chapter's own error, said in one line
+        from nbclient.exceptions import CellExecutionError
+
+        error = f"{exc.ename}: {_last_line(exc.evalue)}" if isinstance(exc, CellExecutionError) else _last_line(exc)
+        done = len(list(out.glob(f"{path.stem}_cell*_fig*.png")))
+        raise RuntimeError(f"{path.name} did not run to the end ({error}); {done} figure(s) saved before it") from None
     return sorted(p for p in out.glob(f"{path.stem}_cell*_fig*.*") if p.suffix in (".png", ".svg"))
 
 
@@ -523,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return {"grade": _main_grade, "figures": _main_figures}.get(args.command, _main_build)(args)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

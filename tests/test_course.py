@@ -303,5 +303,9 @@ def test_figures_png_and_svg(tmp_path, capsys):
     assert (tmp_path / "figs" / "07_toy_cell04_fig1.png").read_bytes()[:4] == b"\x89PNG"
     assert "<svg" in (tmp_path / "figs" / "07_toy_cell04_fig1.svg").read_text(encoding="utf-8")[:500]
     assert "3 figure(s) as PNG and SVG" in capsys.readouterr().out
+    nbformat.write(_student_nb("import matplotlib.pyplot as plt\nplt.plot([1, 2])", "1 / 0"), src / "08_bad.ipynb")
+    assert course.main(["figures", "08", "--out", str(tmp_path / "bad"), "--chapters", str(src)]) == 2
+    assert ("08_bad.ipynb did not run to the end (ZeroDivisionError: division by zero); 1 figure(s) saved before it"
+            in capsys.readouterr().err)
     assert course.main(["figures", "02_nope", "--out", str(tmp_path / "x")]) == 2
     assert "valid chapters: 00 (00_tour)" in capsys.readouterr().err

@@ -10,7 +10,7 @@
 
 Staging changes the copies only, never the repository's files:
 - notebooks: the widget state is dropped (a page has no kernel; each widget output's stored PNG
-  is shown instead), and stylesheets/scripts that an output would load from the network are
+  is shown instead, with a line under it saying so), and stylesheets/scripts that an output would load from the network are
   removed (matplotlib's animation player links a Font Awesome stylesheet on a CDN; the theme
   ships Font Awesome itself);
 - Markdown: a relative link to a repository file that is not on the site becomes its path in
@@ -36,6 +36,9 @@ LIVE_DIR = CONF_DIR / "live"      # the site's own pages: kernel-free explorers 
 # <link ... href="http(s)://..."> and <script src="http(s)://..."></script>: things a page would fetch
 REMOTE_LINK = re.compile(r"""<link\b[^>]*\bhref=["']https?://[^>]*>\s*""", re.I)
 REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc=["']https?://[^>]*>\s*</script>\s*""", re.I)
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = ("<p class=\"dpm-widget-note\">Above: an explorer's picture at its stored settings. Its controls "
+               "move in a running notebook (<code>bash run.sh lab</code>).</p>")
 MD_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)\s]+)\)")
 
 TOC = """
@@ -78,13 +81,21 @@ def stage_notebook(text: str) -> str:
     """A chapter for the site: no widget state, no remote stylesheets or scripts in outputs."""
     nb = json.loads(text)
     nb.get("metadata", {}).pop("widgets", None)
+    cells = []
     for cell in nb.get("cells", []):
+        cells.append(cell)
+        widget_pictures = 0
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if "text/html" in data:
                 html = data["text/html"]
                 html = "".join(html) if isinstance(html, list) else html
                 data["text/html"] = clean_output_html(html)
+            if WIDGET_VIEW in data and "image/png" in data:
+                widget_pictures += 1
+        if widget_pictures:                  # say what the reader sees, and where it moves
+            cells.append({"cell_type": "markdown", "metadata": {}, "source": WIDGET_NOTE})
+    nb["cells"] = cells
     return json.dumps(nb, indent=1, ensure_ascii=False)
 
 

@@ -94,7 +94,10 @@ def stage_notebook(text: str) -> str:
             if WIDGET_VIEW in data and "image/png" in data:
                 widget_pictures += 1
         if widget_pictures:                  # say what the reader sees, and where it moves
-            cells.append({"cell_type": "markdown", "metadata": {}, "source": WIDGET_NOTE})
+            note = {"cell_type": "markdown", "metadata": {}, "source": WIDGET_NOTE}
+            if nb.get("nbformat", 4) > 4 or nb.get("nbformat_minor", 0) >= 5:    # cell ids since nbformat 4.5
+                note["id"] = f"dpm-site-widget-note-{len(cells)}"
+            cells.append(note)
     nb["cells"] = cells
     return json.dumps(nb, indent=1, ensure_ascii=False)
 

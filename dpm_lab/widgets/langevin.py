@@ -87,6 +87,7 @@ class _TwoModes(Explorer):
     clear_axes = False
     figsize = (9.5, 3.4)
     n_chains = 300
+    plane_title = "paths (blue) and final points (red)"
     U = np.linspace(-14, 14, 281)
 
     def __init__(self, model=None, **initial: Any) -> None:
@@ -116,7 +117,7 @@ class _TwoModes(Explorer):
                                    bbox={"boxstyle": "round", "fc": "white", "ec": "0.8", "alpha": 0.9})}
             ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="$x_1$", ylabel="$x_2$")
             ax.set_aspect("equal", adjustable="box")
-            ax.set_title(f"{row} score: paths (blue) and final points (red)", fontsize=9)
+            ax.set_title(f"{row} score: {self.plane_title}", fontsize=9)
             hx.set(xlim=(-14, 14), ylim=(0, 0.45), xlabel="$u=(x_1+x_2)/\\sqrt{2}$", ylabel="density")
             hx.set_title(f"{row}: where the chains end, along the modes' axis", fontsize=9)
             hx.legend(fontsize=8, loc="upper left")
@@ -260,6 +261,7 @@ class AnnealedLangevinExplorer(_TwoModes):
     """
 
     compute_keys = ("L", "K", "log_ratio")
+    plane_title = "final points (red), modes (x)"
     sigma_min, sigma_max, a = 0.1, 20.0, 5.0
 
     def _make_controls(self) -> dict[str, Any]:

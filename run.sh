@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# what the reading site needs (the `site` extra); `test` installs it too, for tests/site
+# what the reading site needs (the `site` extra); `test` installs it too, with Playwright (the `browser`
+# extra), for tests/site and tests/browser (they skip, saying so, where the OS has no Chromium)
 SITE_PROBE="import sphinx, myst_nb, sphinx_book_theme, importlib.util as u; assert u.find_spec('sphinx-mathjax-offline')"
 
 ensure_env() {   # ensure_env [EXTRAS [PROBE]]: install .[EXTRAS] unless the package and PROBE's modules are there
@@ -42,7 +43,7 @@ case "${1:-}" in
     exec .venv/bin/python -m jupyter lab "${extra[@]}" chapters/00_tour.ipynb
     ;;
   test)
-    ensure_env test,site "$SITE_PROBE"
+    ensure_env test,site,browser "$SITE_PROBE; import playwright"
     export OMP_NUM_THREADS=1 DPM_LAB_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
     exec .venv/bin/python -m pytest -p no:cacheprovider --nbval-lax tests chapters "${@:2}"
     ;;

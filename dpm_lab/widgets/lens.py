@@ -61,7 +61,7 @@ class FourPredictionsExplorer(Explorer):
     margins = {"left": 0.04, "right": 0.99, "bottom": 0.08, "top": 0.80, "wspace": 0.12}
 
     def __init__(self, mixture: GaussianMixture | None = None, models: dict[str, Model] | None = None, *,
-                 lim: float = 3.0, n: int = 13, n_density: int = 60, **initial: Any) -> None:
+                 lim: float = 3.0, n: int = 11, n_density: int = 60, **initial: Any) -> None:
         self.mixture = eight_gaussians_mixture() if mixture is None else mixture
         self.models = dict(models or {})
         for label, m in self.models.items():
@@ -93,15 +93,28 @@ class FourPredictionsExplorer(Explorer):
         m, sch = self.models[network], self._schedules[schedule]
         return m if m.schedule.config() == sch.config() else TimeMappedModel(m, sch)
 
+    def _exact(self, t: float, schedule: str) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """The arrow grid, the exact fields on it and log p_t on the density grid, kept per (t, schedule)
+        (so switching the network only runs the network)."""
+        if not hasattr(self, "_exact_kept"):
+            self._exact_kept: dict = {}
+        key = (round(t, 9), schedule)
+        if key not in self._exact_kept:
+            sch = self._schedules[schedule]
+            _, _, pts = viz.grid_points(self.lim, self.n)
+            _, _, dense = viz.grid_points(self.lim, self.n_density)
+            self._exact_kept[key] = (pts, {k: self.mixture.predict(pts, t, sch, k) for k in FIELD_KINDS},
+                                     self.mixture.log_prob_t(dense, t, sch).reshape(self.n_density, self.n_density))
+            while len(self._exact_kept) > self.cache_size:
+                self._exact_kept.pop(next(iter(self._exact_kept)))
+        return self._exact_kept[key]
+
     def compute(self, t: float, schedule: str, network: str) -> dict[str, Any]:
         """Exact fields on the arrow grid, p_t on the density grid, the network's converted fields and RMSEs."""
         sch, t = self._schedules[schedule], float(t)
-        _, _, pts = viz.grid_points(self.lim, self.n)
-        out = {"t": t, "schedule": schedule, "network": network, "points": pts,
-               "exact": {k: self.mixture.predict(pts, t, sch, k) for k in FIELD_KINDS},
-               "learned": None, "rmse": None}
-        _, _, dense = viz.grid_points(self.lim, self.n_density)
-        out["log_p"] = self.mixture.log_prob_t(dense, t, sch).reshape(self.n_density, self.n_density)
+        pts, exact, log_p = self._exact(t, schedule)
+        out = {"t": t, "schedule": schedule, "network": network, "points": pts, "exact": exact,
+               "learned": None, "rmse": None, "log_p": log_p}
         model = self.learned_model(network, schedule)
         if model is not None:
             try:

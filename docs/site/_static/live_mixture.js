@@ -45,41 +45,53 @@
                                                       RADIUS * Math.sin((2 * Math.PI * k) / K)]);
   const LOG_W = Math.log(1 / K);
 
-  // exact log p_t, x0*, score*, v* at points xs = [[x, y], ...]
-  function fields(name, t, xs) {
+  function coeffs(name, t) {
     const sched = SCHEDULES[name];
     if (!sched) throw new Error(`schedule must be one of ${Object.keys(SCHEDULES)}, got ${name}`);
     if (!(t >= 0 && t <= 1)) throw new Error(`t must lie in [0, 1], got ${t}`);
-    const co = sched.coeffs(t), a = co.alpha;
-    const c = a * a * STD * STD + co.sigma * co.sigma;            // the same c_k for every k
-    const logp = [], x0 = [], score = [], velocity = [];
-    const logits = new Float64Array(K);
-    for (const [x, y] of xs) {
-      let m = -Infinity;
-      for (let k = 0; k < K; k++) {
-        const dx = x - a * MEANS[k][0], dy = y - a * MEANS[k][1];
-        logits[k] = LOG_W - (dx * dx + dy * dy) / (2 * c) - Math.log(2 * Math.PI * c);
-        if (logits[k] > m) m = logits[k];
-      }
-      let z = 0;
-      for (let k = 0; k < K; k++) z += Math.exp(logits[k] - m);
-      let cx = 0, cy = 0, mx = 0, my = 0;                          // sum r (x - a mu)/c, sum r mu
-      for (let k = 0; k < K; k++) {
-        const r = Math.exp(logits[k] - m) / z;
-        cx += (r * (x - a * MEANS[k][0])) / c; cy += (r * (y - a * MEANS[k][1])) / c;
-        mx += r * MEANS[k][0]; my += r * MEANS[k][1];
-      }
-      const e0 = [mx + a * STD * STD * cx, my + a * STD * STD * cy];
-      logp.push(m + Math.log(z));
-      x0.push(e0);
-      score.push([-cx, -cy]);
-      velocity.push([co.d_alpha * e0[0] + 0.5 * co.d_sigma2 * cx, co.d_alpha * e0[1] + 0.5 * co.d_sigma2 * cy]);
+    return sched.coeffs(t);
+  }
+
+  // everything at one point (x, y), written into `out` (no allocation: the picture calls this 20k times)
+  const logits = new Float64Array(K);
+  function at(co, x, y, out) {
+    const a = co.alpha, c = a * a * STD * STD + co.sigma * co.sigma;   // the same c_t for every k
+    let m = -Infinity;
+    for (let k = 0; k < K; k++) {
+      const dx = x - a * MEANS[k][0], dy = y - a * MEANS[k][1];
+      logits[k] = LOG_W - (dx * dx + dy * dy) / (2 * c) - Math.log(2 * Math.PI * c);
+      if (logits[k] > m) m = logits[k];
     }
-    return { alpha: a, sigma: co.sigma, d_alpha: co.d_alpha, d_sigma2: co.d_sigma2, logp, x0, score, velocity };
+    let z = 0;
+    for (let k = 0; k < K; k++) z += Math.exp(logits[k] - m);
+    let cx = 0, cy = 0, mx = 0, my = 0;                            // sum r (x - a mu)/c, sum r mu
+    for (let k = 0; k < K; k++) {
+      const r = Math.exp(logits[k] - m) / z;
+      cx += (r * (x - a * MEANS[k][0])) / c; cy += (r * (y - a * MEANS[k][1])) / c;
+      mx += r * MEANS[k][0]; my += r * MEANS[k][1];
+    }
+    out.logp = m + Math.log(z);
+    out.x0x = mx + a * STD * STD * cx; out.x0y = my + a * STD * STD * cy;
+    out.sx = -cx; out.sy = -cy;
+    out.vx = co.d_alpha * out.x0x + 0.5 * co.d_sigma2 * cx;
+    out.vy = co.d_alpha * out.x0y + 0.5 * co.d_sigma2 * cy;
+    return out;
+  }
+
+  // exact log p_t, x0*, score*, v* at points xs = [[x, y], ...] (what the site's test reads)
+  function fields(name, t, xs) {
+    const co = coeffs(name, t), o = {};
+    const logp = [], x0 = [], score = [], velocity = [];
+    for (const [x, y] of xs) {
+      at(co, x, y, o);
+      logp.push(o.logp); x0.push([o.x0x, o.x0y]); score.push([o.sx, o.sy]); velocity.push([o.vx, o.vy]);
+    }
+    return { alpha: co.alpha, sigma: co.sigma, d_alpha: co.d_alpha, d_sigma2: co.d_sigma2, logp, x0, score, velocity };
   }
 
   // --- drawing ------------------------------------------------------------------------------
   const LIM = 3.5, GRID = 140, ARROWS = 15;
+  const off = document.createElement("canvas");                  // the density at grid resolution
 
   function draw(root) {
     const name = root.querySelector("select").value;
@@ -87,18 +99,19 @@
     const showArrows = root.querySelector("input[type=checkbox]").checked;
     const canvas = root.querySelector("canvas"), ctx = canvas.getContext("2d");
     const W = canvas.width, H = canvas.height;
-    const pts = [];
-    for (let j = 0; j < GRID; j++) for (let i = 0; i < GRID; i++)
-      pts.push([-LIM + ((i + 0.5) * 2 * LIM) / GRID, LIM - ((j + 0.5) * 2 * LIM) / GRID]);
-    const f = fields(name, t, pts);
-    const dens = f.logp.map(Math.exp), top = Math.max(...dens);
+    const co = coeffs(name, t), o = {}, dens = new Float64Array(GRID * GRID);
+    let top = 0;
+    for (let j = 0; j < GRID; j++) for (let i = 0; i < GRID; i++) {
+      const d = Math.exp(at(co, -LIM + ((i + 0.5) * 2 * LIM) / GRID, LIM - ((j + 0.5) * 2 * LIM) / GRID, o).logp);
+      dens[j * GRID + i] = d;
+      if (d > top) top = d;
+    }
     const img = ctx.createImageData(GRID, GRID);
     for (let n = 0; n < dens.length; n++) {                          // white -> dark blue
       const u = Math.sqrt(dens[n] / top);
       img.data[4 * n] = 255 - 220 * u; img.data[4 * n + 1] = 255 - 175 * u;
       img.data[4 * n + 2] = 255 - 95 * u; img.data[4 * n + 3] = 255;
     }
-    const off = document.createElement("canvas");
     off.width = off.height = GRID;
     off.getContext("2d").putImageData(img, 0, 0);
     ctx.imageSmoothingEnabled = true;
@@ -124,9 +137,9 @@
         ctx.lineTo(qx - 4 * ux - 2.5 * uy, qy - 4 * uy + 2.5 * ux); ctx.closePath(); ctx.fill();
       });
     }
-    const lam = f.sigma > 0 && f.alpha > 0 ? Math.log(f.alpha / f.sigma).toFixed(2) : (f.sigma > 0 ? "-inf" : "+inf");
+    const lam = co.sigma > 0 && co.alpha > 0 ? Math.log(co.alpha / co.sigma).toFixed(2) : (co.sigma > 0 ? "-inf" : "+inf");
     root.querySelector(".dpm-live-readout").textContent =
-      `t = ${t.toFixed(2)}   alpha_t = ${f.alpha.toFixed(4)}   sigma_t = ${f.sigma.toFixed(4)}   ` +
+      `t = ${t.toFixed(2)}   alpha_t = ${co.alpha.toFixed(4)}   sigma_t = ${co.sigma.toFixed(4)}   ` +
       `log-SNR lambda_t = ${lam}`;
     root.dataset.drawn = String(Number(root.dataset.drawn || 0) + 1);
   }

@@ -67,9 +67,12 @@ class Recipe:
     shipped: bool = True
 
     def fingerprint(self) -> str:
-        """Canonical JSON of spec, builder version, shape and n_classes; a checkpoint must carry the same."""
-        return json.dumps({"builder": self.builder, "spec": self.spec, "shape": list(self.shape),
-                           "n_classes": self.n_classes}, sort_keys=True)
+        """Canonical JSON of spec, builder version, shape and n_classes; a checkpoint must carry the same.
+
+        Floats are written to 12 significant digits: a spec computed by torch (the DDPM betas) can differ
+        in its last bit between CPUs (vectorised kernels), and that must not invalidate a checkpoint."""
+        return _canonical({"builder": self.builder, "spec": self.spec, "shape": list(self.shape),
+                           "n_classes": self.n_classes})
 
     def new_model(self) -> torch.nn.Module:
         """The untrained model, initialised from spec['seed'] without touching the global RNG.
@@ -80,6 +83,21 @@ class Recipe:
             model = self.model(self.spec)
         model.recipe_name = self.name
         return model
+
+
+def _rounded(obj):
+    """obj with every float rounded to 12 significant digits (lists and dicts walked)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.12g}")
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
+def _canonical(fingerprint: dict) -> str:
+    return json.dumps(_rounded(fingerprint), sort_keys=True)
 
 
 _REGISTRY: dict[str, Recipe] = {}
@@ -200,6 +218,14 @@ def _changed(old: str, new: str) -> list[str]:
     return diff + [k for k in ("builder", "shape", "n_classes") if old.get(k) != new[k]]
 
 
+def _stored_fingerprint(blob: dict) -> str | None:
+    """The checkpoint's recipe fingerprint in today's canonical form (older files wrote floats in full)."""
+    try:
+        return _canonical(json.loads(blob["recipe"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def load(name: str, *, root: str | os.PathLike | None = None, device=None, check_hash: bool = True) -> torch.nn.Module:
     """Load zoo model `name` in eval mode, after checking SHA-256, format and recipe fingerprint.
 
@@ -209,7 +235,7 @@ def load(name: str, *, root: str | os.PathLike | None = None, device=None, check
     """
     recipe = get(name)
     blob = _read_checked(name, store.zoo_dir(root), check_hash)
-    if blob.get("recipe") != recipe.fingerprint():
+    if _stored_fingerprint(blob) != recipe.fingerprint():
         raise ZooError(f"the checkpoint of {name!r} was built from a different recipe (changed: "
                        f"{', '.join(_changed(blob.get('recipe') or '{}', recipe.fingerprint()))}); "
                        f"rebuild it with: {_rebuild(name)}")

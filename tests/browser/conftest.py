@@ -4,7 +4,7 @@ Without Chromium or Playwright they skip, saying how to enable them.  Knobs (env
     DPM_LAB_CHROMIUM            the Chromium executable (default: chromium on PATH)
     DPM_LAB_BROWSER_CHANGES     changes per control in the sweep (default 4; a select: its options once round, at most this many)
     DPM_LAB_BROWSER_WAIT_MS     the time budget of one change: its new picture must have loaded by then (default 5000)
-    DPM_LAB_BROWSER_RUN_S       the time budget of a chapter's Run All Cells (default 480)
+    DPM_LAB_BROWSER_RUN_S       the time budget of a chapter's Run All Cells (default 300)
     DPM_LAB_BROWSER_REPORT      write the latency rows (JSON) to this file
 At the end of the run the terminal summary prints each control's latency (median and worst).
 """
@@ -39,17 +39,17 @@ def lab():
 
 @pytest.fixture
 def notebook_page(lab):
-    """Opens a chapter (a fresh browser context); closes it and shuts its kernel down afterwards."""
+    """Opens a chapter in a new page; closes it and shuts its kernel down afterwards."""
     pages = []
 
-    def open_(name: str):
-        page = lab.open(name)
+    def open_(name: str, kernel: bool = True):
+        page = lab.open(name, kernel=kernel)
         pages.append(page)
         return page
 
     yield open_
     for page in pages:
-        page.context.close()
+        page.close()
     lab.shutdown_kernels()
 
 

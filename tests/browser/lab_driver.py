@@ -2,7 +2,7 @@
 `benchmarks/widget_latency.py --browser`.
 
     with Lab({"ch.ipynb": "chapters/00_tour.ipynb"}) as lab:
-        page = lab.open("ch.ipynb")           # a fresh browser context; the notebook is untrusted
+        page = lab.open("ch.ipynb")           # a new page; the notebook is untrusted
         lab.run_all(page)                    # Run > Run All Cells, then wait for the kernel to go idle
         views = explorer_views(page)         # every Explorer's controls, as the page shows them
         ms = change(page, view, control, 0)  # one change from the page, timed to the new picture
@@ -117,6 +117,7 @@ else:
                         "png_sha256": hashlib.sha256(img).hexdigest()}})
     _dpm_base.Explorer._on_change = _dpm_on_change
 def _dpm_cell(result):
+    _dpm_write({{"kind": "cell"}})
     if result.error_in_exec is not None or result.error_before_exec is not None:
         e = result.error_in_exec or result.error_before_exec
         _dpm_write({{"kind": "cell_error", "error": "%s: %s" % (type(e).__name__, e),
@@ -140,6 +141,7 @@ class Lab:
         self.server = None
         self._pw = None
         self.browser = None
+        self.context = None
 
     # -- start and stop ---------------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -244,13 +246,17 @@ class Lab:
             self.api("DELETE", f"kernels/{k['id']}")
 
     # -- pages ------------------------------------------------------------------------------------
-    def open(self, name: str, timeout: float = 120.0):
-        """A new page (its own browser context) with notebook `name` open and its kernel idle."""
-        context = self.browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
+    def open(self, name: str, timeout: float = 120.0, kernel: bool = True):
+        """A new page with notebook `name` open and (kernel=True) its
+        kernel idle; kernel=False returns once the cells are shown (a reader's view)."""
+        if self.context is None:                  # one context: JupyterLab's scripts come from its cache
+            self.context = self.browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = self.context.new_page()
         page.set_default_timeout(timeout * 1000)
         page.goto(f"http://127.0.0.1:{self.port}/lab/tree/{name}?reset&token={self.token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell")
+        if not kernel:
+            return page
         t_end = time.time() + timeout
         while not self._kernel_idle(name):       # a "Select Kernel" dialog may ask first: accept its default
             accept = page.locator(".jp-Dialog .jp-mod-accept")
@@ -275,16 +281,23 @@ class Lab:
             return [json.loads(line) for line in f if line.strip()]
 
     def run_all(self, page, timeout: float) -> float:
-        """Run > Run All Cells; returns when every cell has run and the kernel is idle (seconds taken)."""
-        t0 = time.time()
+        """Run > Run All Cells; returns when the kernel has run every (non-empty) code cell and is
+        idle, or when a cell raised (JupyterLab then stops) and nothing is left running; seconds taken."""
+        t0, start = time.time(), len(self.kernel_log())
         page.locator("li.lm-MenuBar-item", has_text="Run").first.click()
         page.locator("li.lm-Menu-item", has_text="Run All Cells").first.click()
-        try:
-            page.wait_for_function(_ALL_RUN, timeout=timeout * 1000, polling=500)
-        except Exception as e:  # noqa: BLE001 - say where to look
-            shot = self.screenshot(page, "run_all_timeout")
-            raise TimeoutError(f"the notebook's cells had not all run after {timeout:.0f} s (screenshot {shot})") from e
-        return time.time() - t0
+        while True:
+            state = page.evaluate(_RUN_STATE)
+            if state["idle"] and state["queued"] == 0:
+                log = self.kernel_log()[start:]
+                ran = sum(r["kind"] == "cell" for r in log)
+                if ran >= state["cells"] or any(r["kind"] == "cell_error" for r in log):
+                    return time.time() - t0
+            if time.time() - t0 > timeout:
+                shot = self.screenshot(page, "run_all_timeout")
+                raise TimeoutError(f"the notebook's cells had not all run after {timeout:.0f} s: {state} "
+                                   f"(screenshot {shot})")
+            time.sleep(0.5)
 
     def screenshot(self, page, name: str) -> str:
         path = os.path.join(self.work, f"{name}.png")
@@ -295,12 +308,13 @@ class Lab:
         return path
 
 
-# every code cell has run: no "[*]" or empty prompt left, and the kernel says idle
-_ALL_RUN = """() => {
+# the kernel's state, the cells waiting to run ("[*]") and the code cells that will run (not empty)
+_RUN_STATE = """() => {
   const status = document.querySelector('.jp-Notebook-ExecutionIndicator');
-  if (!status || status.getAttribute('data-status') !== 'idle') return false;
-  const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputArea-prompt')];
-  return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+  const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')];
+  return {idle: !!status && status.getAttribute('data-status') === 'idle',
+          queued: cells.filter(c => (c.querySelector('.jp-InputArea-prompt') || {}).textContent.includes('*')).length,
+          cells: cells.filter(c => (c.querySelector('.cm-content') || {}).textContent.trim() !== '').length};
 }"""
 
 

@@ -184,7 +184,7 @@ class FourPredictionsExplorer(Explorer):
             self._notes[kind].set_text(note)
             self._notes[kind].set_visible(bool(note))
         net = data["network"]
-        who = "exact (red)" + ("" if net == "none" else f" and the {net} network converted (blue)")
+        who = "exact (red)" + ("" if net == "none" else f" and {net}, converted (blue)")
         self._suptitle.set_text(f"{who}: {data['schedule']} schedule, t = {data['t']:.2f}")
 
 

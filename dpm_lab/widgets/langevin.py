@@ -34,14 +34,17 @@ def isotropic_score(mixture: GaussianMixture, sigma: float = 0.0):
     form (the same field as mixture.score at sigma; a few tensor operations, for many Langevin steps)."""
     if not mixture.isotropic:
         raise ValueError("isotropic_score needs a mixture of isotropic components (stds=...)")
-    mu = mixture.means
-    var = mixture._evals[:, 0] + sigma ** 2                      # (K,)
-    logw = torch.log(mixture.weights) - 0.5 * mixture.dim * torch.log(var)
+    mu = mixture.means.cpu().numpy()
+    var = (mixture._evals[:, 0] + sigma ** 2).cpu().numpy()                 # (K,)
+    logw = (torch.log(mixture.weights).cpu().numpy() - 0.5 * mixture.dim * np.log(var))
 
-    def score(x: torch.Tensor) -> torch.Tensor:
-        d = x.double()[:, None, :] - mu                          # (B, K, D)
-        r = torch.softmax(logw - 0.5 * (d ** 2).sum(-1) / var, -1)
-        return (-(r / var)[..., None] * d).sum(1).to(x.dtype)
+    def score(x: torch.Tensor) -> torch.Tensor:               # in NumPy: tiny arrays, a few microseconds an op
+        d = x.detach().cpu().double().numpy()[:, None, :] - mu   # (B, K, D)
+        q = logw - 0.5 * (d * d).sum(-1) / var
+        r = np.exp(q - q.max(1, keepdims=True))
+        r /= r.sum(1, keepdims=True)
+        s = -((r / var)[..., None] * d).sum(1)
+        return torch.from_numpy(s).to(device=x.device, dtype=x.dtype)
 
     return score
 
@@ -86,7 +89,7 @@ class _TwoModes(Explorer):
 
     clear_axes = False
     figsize = (9.5, 3.4)
-    n_chains = 300
+    n_chains = 256
     plane_title = "paths (blue) and final points (red)"
     U = np.linspace(-14, 14, 281)
 
@@ -110,8 +113,8 @@ class _TwoModes(Explorer):
             art = {"lines": [ax.plot([], [], lw=0.6, color="C0", alpha=0.6)[0] for _ in range(12)],
                    "points": ax.scatter(np.zeros(self.n_chains), np.zeros(self.n_chains), s=3, color="C3", alpha=0.5),
                    "modes": ax.scatter([], [], marker="x", s=60, color="k"),
-                   "bars": hx.bar(np.linspace(-14, 14, 57)[:-1], np.zeros(56), width=0.5, align="edge",
-                                  color="C0", alpha=0.6, label="chains"),
+                   "bars": hx.stairs(np.zeros(56), np.linspace(-14, 14, 57), fill=True, color="C0", alpha=0.6,
+                                     label="chains"),
                    "target": hx.plot([], [], color="k", lw=1.5, label="target")[0],
                    "note": ax.text(0.03, 0.95, "", transform=ax.transAxes, va="top", fontsize=8,
                                    bbox={"boxstyle": "round", "fc": "white", "ec": "0.8", "alpha": 0.9})}
@@ -122,7 +125,7 @@ class _TwoModes(Explorer):
             hx.set_title(f"{row}: where the chains end, along the modes' axis", fontsize=9)
             hx.legend(fontsize=8, loc="upper left")
             self.art[row] = art
-            self.animated(*art["lines"], art["points"], art["modes"], *art["bars"], art["target"], art["note"])
+            self.animated(*art["lines"], art["points"], art["modes"], art["bars"], art["target"], art["note"])
         self._suptitle = self.animated(self.fig.suptitle(" ", fontsize=10))
 
     def _draw_row(self, row: str, res: dict, a: float, T: float, paths: np.ndarray | None) -> None:
@@ -135,9 +138,8 @@ class _TwoModes(Explorer):
                 line.set_data(paths[:, i, 0], paths[:, i, 1])
             else:
                 line.set_data([], [])
-        counts, edges = np.histogram(_u(x), bins=56, range=(-14, 14), density=True)
-        for rect, h in zip(art["bars"], counts):
-            rect.set_height(min(h, 0.45))
+        counts, _ = np.histogram(_u(x), bins=56, range=(-14, 14), density=True)
+        art["bars"].set_data(np.minimum(counts, 0.45))
         q, w_up = _target_u(a, T, self.U)
         art["target"].set_data(self.U, q)
         art["note"].set_text(f"heavier mode: {res['upper']:.2f} of chains\ntarget p^(1/T): {w_up:.2f}")
@@ -158,13 +160,13 @@ class LangevinExplorer(_TwoModes):
     """
 
     compute_keys = ("log_eta", "temperature", "a")
-    max_steps = 300
+    max_steps = 200
 
     def _make_controls(self) -> dict[str, Any]:
         W = self._W
         return {"log_eta": W.FloatSlider(value=-1.0, min=-3.0, max=0.0, step=0.25, description="log10 eta",
                                          continuous_update=False),
-                "steps": W.IntSlider(value=300, min=0, max=self.max_steps, step=20, description="steps",
+                "steps": W.IntSlider(value=200, min=0, max=self.max_steps, step=20, description="steps",
                                      continuous_update=False),
                 "temperature": W.FloatSlider(value=1.0, min=0.25, max=3.0, step=0.25, description="T",
                                              continuous_update=False),
@@ -179,19 +181,24 @@ class LangevinExplorer(_TwoModes):
         return self._table
 
     def _run(self, score, eta: float, T: float) -> dict:
+        """One dl.dynamics.langevin run of max_steps; the score calls see every state, so they record the paths
+        (12 chains) and a snapshot of all chains every `steps.step` steps."""
         g = torch.Generator().manual_seed(0)
         x = (torch.rand(self.n_chains, 2, generator=g, dtype=torch.float64) * 16 - 8)
-        keep = [x[:12].clone()]
-        every = self.controls["steps"].step
-        snaps = {0: x.clone()}
-        for k in range(1, self.max_steps + 1):
-            x = dynamics.langevin(score, x, 1, eta, generator=g, temperature=T)
-            if not torch.isfinite(x).all():
-                raise InvalidSelection(f"the chains diverged at step {k}: eta = {eta:g} is too large for this "
-                                       "score; lower the step size")
-            keep.append(x[:12].clone())
-            if k % every == 0:
-                snaps[k] = x.clone()
+        every, keep, snaps = self.controls["steps"].step, [], {}
+
+        def recording(y):
+            if len(keep) % every == 0:
+                snaps[len(keep)] = y
+            keep.append(y[:12])
+            return score(y)
+
+        x = dynamics.langevin(recording, x, self.max_steps, eta, generator=g, temperature=T)
+        keep.append(x[:12])
+        snaps[self.max_steps] = x
+        if not torch.isfinite(x).all():
+            raise InvalidSelection(f"the chains diverged: eta = {eta:g} is too large for this score; lower the "
+                                   "step size")
         return {"paths": torch.stack(keep).numpy(), "snaps": snaps}
 
     def compute(self, log_eta: float, temperature: float, a: float) -> dict:
@@ -215,8 +222,7 @@ class LangevinExplorer(_TwoModes):
                     line.set_data([], [])
                 art["note"].set_text("the learned NCSN was trained at a = 5:\nset the separation to 5")
                 art["target"].set_data([], [])
-                for rect in art["bars"]:
-                    rect.set_height(0)
+                art["bars"].set_data(np.zeros(56))
                 continue
             x = run["snaps"][n]
             self._draw_row(row, {"x": x, "upper": _upper(x)}, data["a"], data["T"], run["paths"][: n + 1])
@@ -267,7 +273,7 @@ class AnnealedLangevinExplorer(_TwoModes):
     def _make_controls(self) -> dict[str, Any]:
         W = self._W
         return {"L": W.IntSlider(value=10, min=1, max=10, description="levels L", continuous_update=False),
-                "K": W.IntSlider(value=30, min=1, max=60, description="steps K", continuous_update=False),
+                "K": W.IntSlider(value=30, min=1, max=30, description="steps K", continuous_update=False),
                 "log_ratio": W.FloatSlider(value=-1.0, min=-2.5, max=0.0, step=0.25,
                                            description="log10 \u03b4/\u03c3\u2081\u00b2", continuous_update=False)}
 

@@ -210,7 +210,7 @@ def mass(p, grid) -> np.ndarray:
     return np.asarray(p, dtype=np.float64).sum(-1) * dx
 
 
-def moment_odes(schedule: Schedule, times: Sequence[float], *, rtol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+def moment_odes(schedule: Schedule, times: Sequence[float], *, rtol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
     """Integrate m' = f m, P' = 2 f P + g^2 from m(0) = 1, P(0) = 0 (§4.1.2, Eq. 4.1.4) with DOP853.
 
     For x0 a point, m(t) x0 is the kernel's mean and P(t) its variance, so m = alpha_t and
@@ -224,7 +224,7 @@ def moment_odes(schedule: Schedule, times: Sequence[float], *, rtol: float = 1e-
         raise ValueError("times must be strictly ascending in [0, 1) (f diverges where alpha_t = 0)")
 
     def rhs(t, y):
-        f, g2 = float(schedule.f(t)), float(schedule.g2(t))
+        f, g2 = float(schedule.f(t)), float(schedule.g2(t))          # the lemma of §4.5.2
         return [f * y[0], 2 * f * y[1] + g2]
 
     sol = solve_ivp(rhs, (0.0, float(ts[-1])), [1.0, 0.0], method="DOP853", t_eval=ts, rtol=rtol, atol=1e-12)

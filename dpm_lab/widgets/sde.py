@@ -207,7 +207,7 @@ class FokkerPlanckExplorer(Explorer):
 
     Controls: drift (Dropdown: none, ou, double_well: f = 0, -x, x - x^3), g (SelectionSlider of the
     diffusion), t (SelectionSlider 0..1).  One panel: the PDE solution (the package's fp_solve), a
-    histogram of particles run by Euler-Maruyama, and the exact marginal (none, ou: a Gaussian
+    histogram of particles run by Euler-Maruyama (200 steps), and the exact marginal (none, ou: a Gaussian
     mixture through ConstantSDE) or the Gibbs equilibrium exp(-2U/g^2) (double well; dashed).
     `update(...)` returns the data: "pde" (times, N), "hist" (times, bins), "exact" (times, N) or None.
     """
@@ -220,7 +220,7 @@ class FokkerPlanckExplorer(Explorer):
     G_VALUES = (0.6, 0.8, 1.0, 1.25)
     LIMS = {"none": 4.5, "ou": 4.5, "double_well": 2.5}
 
-    def __init__(self, mixture: GaussianMixture | None = None, *, n_particles: int = 4000, n_cells: int = 300,
+    def __init__(self, mixture: GaussianMixture | None = None, *, n_particles: int = 4000, n_cells: int = 200,
                  seed: int = 0, **initial: Any) -> None:
         self.mixture = bimodal_1d() if mixture is None else mixture
         if self.mixture.dim != 1:
@@ -261,9 +261,9 @@ class FokkerPlanckExplorer(Explorer):
         pde = fp_solve(p0, x, SCRUB, drift, g ** 2)
         gen = torch.Generator().manual_seed(self.seed)
         x0 = self.mixture.sample(self.n_particles, generator=gen, dtype=torch.float64)
-        path = sde_solve(x0, torch.linspace(0, 1, 401, dtype=torch.float64), DRIFTS[drift], g, generator=gen)
+        path = sde_solve(x0, torch.linspace(0, 1, 201, dtype=torch.float64), DRIFTS[drift], g, generator=gen)
         edges = np.linspace(-lim, lim, 51)
-        hist = np.stack([_histogram(path[int(round(t * 400)), :, 0].numpy(), edges) for t in SCRUB])
+        hist = np.stack([_histogram(path[int(round(t * 200)), :, 0].numpy(), edges) for t in SCRUB])
         if drift == "double_well":
             U = x ** 4 / 4 - x ** 2 / 2
             gibbs = np.exp(-2 * U / g ** 2)

@@ -91,9 +91,9 @@ class ConditionalPathExplorer(Explorer):
         titles = ("conditional paths x\u209c = (1-t) x\u2080 + t \u03b5 and their velocities \u03b5 - x\u2080",
                   "exact marginal velocity v*(x, t) = E[\u03b5 - x\u2080 | x\u209c] over p\u209c")
         for ax, title in zip(self.fig.axes, titles):
-            self._im.append(ax.imshow(np.zeros((self.n_density, self.n_density)), origin="lower", extent=ext,
-                                      cmap="Greys", vmin=0.0, vmax=1.6, interpolation="bilinear"))
-            self._pts.append(ax.scatter(nan[:1], nan[:1], s=14, color="C0", zorder=4, label="x\u209c"))
+            self._im.append(self.animated(ax.imshow(np.zeros((self.n_density, self.n_density)), origin="lower", extent=ext,
+                                      cmap="Greys", vmin=0.0, vmax=1.6, interpolation="bilinear")))
+            self._pts.append(self.animated(ax.scatter(nan[:1], nan[:1], s=14, color="C0", zorder=4, label="x\u209c")))
             ax.set_xlim(-self.lim, self.lim)
             ax.set_ylim(-self.lim, self.lim)
             ax.set_aspect("equal", adjustable="box")
@@ -102,17 +102,17 @@ class ConditionalPathExplorer(Explorer):
             ax.tick_params(labelsize=7)
         self.fig.axes[0].set_ylabel("x\u2082", fontsize=8)
         left, right = self.fig.axes
-        self._lines = LineCollection([], colors="0.45", linewidths=0.7, alpha=0.7)
+        self._lines = self.animated(LineCollection([], colors="0.45", linewidths=0.7, alpha=0.7))
         left.add_collection(self._lines)
         kw = {"angles": "xy", "scale_units": "xy", "pivot": "tail", "width": 0.006, "scale": 4.0}
         self._qkw, self._colors = kw, {"_qc": "C1", "_qm": "C2"}
         self._qc = left.quiver(nan, nan, nan, nan, color="C1", label="\u03b5 - x\u2080 (conditional)", **kw)
-        self._qfield = right.quiver(X, Y, np.zeros_like(X), np.zeros_like(X), color="C3", alpha=0.6,
-                                    **{**kw, "pivot": "mid", "width": 0.005, "scale": 5.0})
+        self._qfield = self.animated(right.quiver(X, Y, np.zeros_like(X), np.zeros_like(X), color="C3", alpha=0.6,
+                                    **{**kw, "pivot": "mid", "width": 0.005, "scale": 5.0}))
         self._qm = right.quiver(nan, nan, nan, nan, color="C2", label="v*(x\u209c, t) (marginal)", **kw)
         left.legend(loc="upper right", fontsize=7, framealpha=0.85)
         right.legend(loc="upper right", fontsize=7, framealpha=0.85)
-        self._title = self.fig.suptitle(" ", fontsize=10)
+        self._title = self.animated(self.fig.suptitle(" ", fontsize=10))
 
     def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
         if not hasattr(self, "_qfield"):
@@ -130,8 +130,8 @@ class ConditionalPathExplorer(Explorer):
         for name, ax, v in (("_qc", self.fig.axes[0], data["cond_v"]), ("_qm", self.fig.axes[1], data["marg_v"])):
             getattr(self, name).remove()
             v = viz.to_numpy(v)
-            setattr(self, name, ax.quiver(x_t[:, 0], x_t[:, 1], v[:, 0], v[:, 1], color=self._colors[name],
-                                          zorder=5, **self._qkw))
+            setattr(self, name, self.animated(ax.quiver(x_t[:, 0], x_t[:, 1], v[:, 0], v[:, 1],
+                                                        color=self._colors[name], zorder=5, **self._qkw)))
         f = viz.to_numpy(data["field"]).reshape(self.n_arrows, self.n_arrows, 2)
         self._qfield.set_UVC(f[..., 0], f[..., 1])
         spread = float(np.linalg.norm(viz.to_numpy(data["cond_v"]) - viz.to_numpy(data["marg_v"]), axis=1).mean())
@@ -143,7 +143,7 @@ class ReflowExplorer(Explorer):
     """A transport model after each reflow round (§5.4): its Euler paths at a chosen NFE, its samples against the
     target, the book's straightness S and W2 over the floor.
 
-    Controls: round (the models' names), nfe (Euler steps, 1..32).  Default: the zoo's ring_pair rounds.
+    Controls: round (the models' names), nfe (Euler steps, 1..NFE_MAX).  Default: the zoo's ring_pair rounds.
     Args: models (name -> velocity model on the rectified-flow path), source(n, generator) and
     target(n, generator) samplers, n points (samples and W2), n_paths drawn.
     `update()` returns 'samples', 'paths' (nfe+1, n_paths, 2), 'S', 'w2_ratio'.
@@ -154,9 +154,9 @@ class ReflowExplorer(Explorer):
     figsize = (10.0, 4.6)
     axes_grid = (1, 2)
     margins = {"left": 0.06, "right": 0.99, "bottom": 0.09, "top": 0.84, "wspace": 0.15}
-    NFES = (1, 2, 3, 4, 6, 8, 16, 32)
+    NFE_MAX = 32
 
-    def __init__(self, models: dict[str, Any] | None = None, source=None, target=None, *, n: int = 500,
+    def __init__(self, models: dict[str, Any] | None = None, source=None, target=None, *, n: int = 400,
                  n_paths: int = 80, lim: float = 5.0, seed: int = 0, **initial: Any) -> None:
         if models is None:
             from .. import zoo
@@ -180,7 +180,7 @@ class ReflowExplorer(Explorer):
         W = self._W
         names = list(self.models)
         return {"round": W.Dropdown(options=names, value=names[0], description="model"),
-                "nfe": W.SelectionSlider(options=list(self.NFES), value=4, description="NFE", continuous_update=False)}
+                "nfe": W.IntSlider(value=4, min=1, max=self.NFE_MAX, description="NFE (Euler)", continuous_update=False)}
 
     def straightness(self, name: str) -> float:
         """The book's S of the model's RK4 path (32 steps) from the explorer's source points (cached)."""
@@ -198,14 +198,14 @@ class ReflowExplorer(Explorer):
 
     def _setup(self) -> None:
         left, right = self.fig.axes
-        self._lines = LineCollection([], colors="C0", linewidths=0.6, alpha=0.55)
+        self._lines = self.animated(LineCollection([], colors="C0", linewidths=0.6, alpha=0.55))
         left.add_collection(self._lines)
         t = viz.to_numpy(self._target)
         x1 = viz.to_numpy(self._x1[:self.n_paths])
         left.scatter(x1[:, 0], x1[:, 1], s=5, color="0.6", label="source (t = 1)")
-        self._ends = left.scatter(x1[:, 0], x1[:, 1], s=6, color="C3", zorder=3, label="end (t = 0)")
+        self._ends = self.animated(left.scatter(x1[:, 0], x1[:, 1], s=6, color="C3", zorder=3, label="end (t = 0)"))
         right.scatter(t[:, 0], t[:, 1], s=5, color="0.65", label="target")
-        self._samples = right.scatter(t[:, 0], t[:, 1], s=5, color="C3", label="samples")
+        self._samples = self.animated(right.scatter(t[:, 0], t[:, 1], s=5, color="C3", label="samples"))
         for ax, title, lim in zip((left, right), ("Euler paths from the source", "samples against the target"),
                                   (self.lim, self._zoom)):
             ax.set_xlim(-lim, lim)
@@ -216,7 +216,7 @@ class ReflowExplorer(Explorer):
             ax.tick_params(labelsize=7)
             ax.legend(loc="upper right", fontsize=7, framealpha=0.85, markerscale=2)
         left.set_ylabel("x\u2082", fontsize=8)
-        self._title = self.fig.suptitle(" ", fontsize=10)
+        self._title = self.animated(self.fig.suptitle(" ", fontsize=10))
 
     def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
         if not hasattr(self, "_lines"):

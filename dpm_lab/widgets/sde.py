@@ -50,7 +50,7 @@ def _steps(edges: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class ThreeDynamicsExplorer(Explorer):
     """Forward SDE, reverse SDE and PF-ODE of a 1D mixture share one marginal p_t (§4.1.3-4.1.4).
 
-    Controls: schedule (Dropdown: vp, ve, edm), t (scrubber on 0, 0.05, ..., 1), n_paths (paths drawn).
+    Controls: schedule (Dropdown: vp, ve, edm), t (FloatSlider on 0, 0.05, ..., 1), n_paths (paths drawn).
     Left: the exact density p_t(x) as a heatmap over (t, x), reverse-SDE paths (blue) and PF-ODE
     paths (white) from the same prior draws, forward-SDE paths (orange) from data, a line at t.
     Right: at t, the histograms of the three particle clouds against p_t; the panel prints each
@@ -88,8 +88,8 @@ class ThreeDynamicsExplorer(Explorer):
     def _make_controls(self) -> dict[str, Any]:
         W = self._W
         return {"schedule": W.Dropdown(options=list(self.schedules), value="vp", description="schedule"),
-                "t": W.SelectionSlider(options=[float(t) for t in SCRUB], value=0.5, description="t",
-                                       continuous_update=False),
+                "t": W.FloatSlider(value=0.5, min=0.0, max=1.0, step=float(SCRUB[1]), description="t",
+                                   readout_format=".2f", continuous_update=False),
                 "n_paths": W.IntSlider(value=12, min=0, max=self.MAX_PATHS, step=4, description="paths",
                                        continuous_update=False)}
 
@@ -128,14 +128,15 @@ class ThreeDynamicsExplorer(Explorer):
         curves = np.stack([self.mixture.log_prob_t(torch.tensor(fine)[:, None], float(t), sch).exp().numpy()
                            for t in SCRUB])
         tv = {k: 0.5 * np.abs(hist[k] - np.stack(exact)).sum(1) * (edges[1] - edges[0]) for k in paths}
+        ymax = 1.15 * max(float(curves.max()), *(float(h.max()) for h in hist.values()))
         out = {"schedule": schedule, "times": ts.numpy(), "lim": lim, "xs": xs, "density": dens,
                "paths": {k: p[:, :self.MAX_PATHS].numpy() for k, p in paths.items()}, "edges": edges,
-               "hist": hist, "exact_bins": np.stack(exact), "fine": fine, "curves": curves, "tv": tv}
+               "hist": hist, "exact_bins": np.stack(exact), "fine": fine, "curves": curves, "tv": tv, "ymax": ymax}
         self._computed = {**getattr(self, "_computed", {}), schedule: out}
         return out
 
     def static_key(self, data: Any, values: dict[str, Any]) -> Any:
-        return data["schedule"]
+        return data["schedule"]                   # the heatmap: re-rendered only when the schedule changes
 
     def _setup(self) -> None:
         ax0, ax1 = self.fig.axes
@@ -180,14 +181,10 @@ class ThreeDynamicsExplorer(Explorer):
         i = int(np.argmin(np.abs(SCRUB - t)))
         self._tline.set_xdata([t, t])
         self._exact.set_data(data["fine"], data["curves"][i])
-        top = 0
         for k in self.KINDS:
-            x, y = _steps(data["edges"], data["hist"][k][i])
-            self._hist[k].set_data(x, y)
-            top = max(top, float(y.max()))
-        top = max(top, float(data["curves"][i].max()))
+            self._hist[k].set_data(*_steps(data["edges"], data["hist"][k][i]))
         ax1.set_xlim(-lim, lim)
-        ax1.set_ylim(0, 1.15 * top)
+        ax1.set_ylim(0, data["ymax"])              # fixed per schedule: moving t never re-renders the background
         self._note.set_text("TV to exact bins\n" + "\n".join(f"{k:12s} {data['tv'][k][i]:.3f}" for k in self.KINDS))
         self._title.set_text(f"histograms at t = {t:.2f} ({self.n_particles} particles each)")
         self._suptitle.set_text(f"three dynamics, one marginal: {data['schedule']} schedule, exact $p_t$ behind the paths")
@@ -205,8 +202,8 @@ def _mixture_cdf(m: GaussianMixture, x: float) -> float:
 class FokkerPlanckExplorer(Explorer):
     """The Fokker-Planck PDE dp/dt = -d(f p)/dx + g^2/2 d2p/dx2 against particles and the exact marginal (Thm 4.1.1).
 
-    Controls: drift (Dropdown: none, ou, double_well: f = 0, -x, x - x^3), g (SelectionSlider of the
-    diffusion), t (SelectionSlider 0..1).  One panel: the PDE solution (the package's fp_solve), a
+    Controls: drift (Dropdown: none, ou, double_well: f = 0, -x, x - x^3), g (Dropdown of the
+    diffusion), t (FloatSlider 0..1 in steps of 0.05).  One panel: the PDE solution (the package's fp_solve), a
     histogram of particles run by Euler-Maruyama (200 steps), and the exact marginal (none, ou: a Gaussian
     mixture through ConstantSDE) or the Gibbs equilibrium exp(-2U/g^2) (double well; dashed).
     `update(...)` returns the data: "pde" (times, N), "hist" (times, bins), "exact" (times, N) or None.
@@ -244,10 +241,9 @@ class FokkerPlanckExplorer(Explorer):
     def _make_controls(self) -> dict[str, Any]:
         W = self._W
         return {"drift": W.Dropdown(options=list(DRIFTS), value="ou", description="drift f"),
-                "g": W.SelectionSlider(options=list(self.G_VALUES), value=1.0, description="g",
-                                       continuous_update=False),
-                "t": W.SelectionSlider(options=[float(t) for t in SCRUB], value=0.3, description="t",
-                                       continuous_update=False)}
+                "g": W.Dropdown(options=list(self.G_VALUES), value=1.0, description="g"),
+                "t": W.FloatSlider(value=0.3, min=0.0, max=1.0, step=float(SCRUB[1]), description="t",
+                                   readout_format=".2f", continuous_update=False)}
 
     def compute(self, drift: str, g: float) -> dict[str, Any]:
         self._cache_setting(drift, float(g))
@@ -273,7 +269,9 @@ class FokkerPlanckExplorer(Explorer):
             exact = np.stack([self.mixture.log_prob_t(torch.tensor(x)[:, None], float(t), sde).exp().numpy()
                               for t in SCRUB])
             equilibrium = None
-        return {"drift": drift, "g": g, "x": x, "pde": pde, "edges": edges, "hist": hist, "exact": exact,
+        ref = equilibrium if exact is None else exact
+        ymax = 1.15 * max(float(pde.max()), float(hist.max()), float(np.max(ref)))
+        return {"drift": drift, "g": g, "x": x, "pde": pde, "edges": edges, "hist": hist, "exact": exact, "ymax": ymax,
                 "equilibrium": equilibrium, "mass": pde.sum(1) * dx,
                 "err": None if exact is None else np.abs(pde - exact).max(1)}
 
@@ -307,7 +305,7 @@ class FokkerPlanckExplorer(Explorer):
         self._ex.set_data(x, ref)
         self._legend.get_texts()[2].set_text(label)
         ax.set_xlim(x[0], x[-1])
-        ax.set_ylim(0, 1.15 * max(float(data["pde"].max()), float(hy.max()), float(np.max(ref))))
+        ax.set_ylim(0, data["ymax"])               # fixed per setting: moving t never re-renders the background
         self._note.set_text(note)
         f = {"none": "f = 0", "ou": "f = -x", "double_well": "f = x - x³"}[data["drift"]]
         self._title.set_text(f"Fokker-Planck for dx = f dt + g dw with {f}, g = {data['g']:g}, at t = {float(values['t']):.2f}")

@@ -26,6 +26,27 @@ def picture_cells(nb: dict) -> dict[int, str]:
     return found
 
 
+def gif_frames(html: str) -> int:
+    """Frames of the first base64 GIF in an output's HTML (0 when there is none or it does not decode)."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    m = re.search(r"data:image/gif;base64,([A-Za-z0-9+/=]+)", html)
+    if m is None:
+        return 0
+    try:
+        return getattr(Image.open(io.BytesIO(base64.b64decode(m.group(1)))), "n_frames", 1)
+    except Exception:  # noqa: BLE001 - not a GIF
+        return 0
+
+
+def stored_html(nb: dict, i: int) -> str:
+    return "".join("".join(o.get("data", {}).get("text/html", "")) for o in nb["cells"][i].get("outputs", []))
+
+
 def executed(nb: dict) -> bool:
     return any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
 
@@ -54,6 +75,8 @@ def static_problems(chapter: str, nb: dict, dom_cells: list[list[dict]], widgets
                             f"(outputs: {[o['mime'] for o in outs] or 'none'})")
         elif what == "animation" and not any(src.startswith("data:image/gif") and w > 0 for w, _, src in imgs):
             problems.append(f"{chapter}: cell {i} (animation) has no loaded GIF: a reader without scripts sees it still")
+        if what == "animation" and gif_frames(stored_html(nb, i)) < 2:
+            problems.append(f"{chapter}: cell {i} (animation): its stored GIF has fewer than 2 frames (it does not play)")
     return problems
 
 
@@ -84,6 +107,7 @@ def kernel_problems(where: str, records: list[dict], widget_status: str) -> list
 
 def _readout_close(shown: str, value: float) -> bool:
     """A slider's readout (rounded, e.g. '0.50', '1.0e-02') against the kernel's value."""
+    shown = shown.replace("\u2212", "-")              # the readout's minus sign is U+2212
     try:
         x = float(shown)
     except ValueError:

@@ -240,10 +240,15 @@ class Lab:
         return json.loads(body) if body else None
 
     def shutdown_kernels(self) -> None:
-        for s in self.api("GET", "sessions"):
-            self.api("DELETE", f"sessions/{s['id']}")
-        for k in self.api("GET", "kernels"):
-            self.api("DELETE", f"kernels/{k['id']}")
+        """Every session and kernel ended (one already on its way out may answer 404 or 500)."""
+        import urllib.error
+
+        for kind in ("sessions", "kernels"):
+            for item in self.api("GET", kind):
+                try:
+                    self.api("DELETE", f"{kind}/{item['id']}", timeout=30.0)
+                except urllib.error.HTTPError:
+                    pass
 
     # -- pages ------------------------------------------------------------------------------------
     def open(self, name: str, timeout: float = 120.0, kernel: bool = True):
@@ -272,6 +277,10 @@ class Lab:
     def _kernel_idle(self, name: str) -> bool:
         return any(s["path"].endswith(name) and s.get("kernel") and s["kernel"].get("execution_state") == "idle"
                    for s in self.api("GET", "sessions"))
+
+    def copy_of(self, name: str) -> str:
+        """The path of the scratch copy of notebook `name` (what the page shows)."""
+        return os.path.join(self.work, "nb", name)
 
     def kernel_log(self) -> list[dict]:
         """Every line the kernel hook wrote so far."""

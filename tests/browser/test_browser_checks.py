@@ -12,7 +12,20 @@ from lab_driver import plan
 
 WIDGET = {"output_type": "display_data", "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "m"},
                                                    "image/png": "iVBOR", "text/plain": ["<ScheduleExplorer: t=0.5>"]}}
-ANIMATION = {"output_type": "execute_result", "data": {"text/html": ['<img src="data:image/gif;base64,R0lG">']}}
+def _gif(n: int) -> str:
+    """A base64 GIF of n frames."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    frames = [Image.new("RGB", (4, 4), (80 * k, 0, 0)) for k in range(n)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="gif", save_all=True, append_images=frames[1:], duration=100)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+ANIMATION = {"output_type": "execute_result", "data": {"text/html": [f'<img src="data:image/gif;base64,{_gif(3)}">']}}
 NB = {"cells": [{"cell_type": "markdown", "source": "# x"},
                 {"cell_type": "code", "source": "ex", "outputs": [WIDGET]},
                 {"cell_type": "code", "source": "HTML(a)", "outputs": [ANIMATION]}]}
@@ -30,6 +43,10 @@ def test_static_check_passes_pictures_and_names_each_missing_one():
     assert any("cell 1" in p and "no loaded image" in p for p in problems)
     assert any("cell 2 (animation) shows no loaded image" in p for p in problems)
     assert any("not opened untrusted" in p for p in static_problems("00_tour", NB, [[], [PNG], [GIF]], 2))
+    still = {"cells": NB["cells"][:2] + [{"cell_type": "code", "source": "HTML(a)", "outputs": [
+        {"output_type": "execute_result", "data": {"text/html": [f'<img src="data:image/gif;base64,{_gif(1)}">']}}]}]}
+    assert static_problems("00_tour", still, [[], [PNG], [GIF]], 0) == [
+        "00_tour: cell 2 (animation): its stored GIF has fewer than 2 frames (it does not play)"]
     unexecuted = {"cells": [{"cell_type": "code", "source": "ex", "outputs": []}]}
     assert "no outputs" in static_problems("03_x", unexecuted, [[]], 0)[0]
 
@@ -62,6 +79,7 @@ def test_agreement_check_compares_page_kernel_and_picture():
     assert any("not the last PNG" in p for p in problems)
     assert agreement_problems("00_tour / W", dom, None, "abc") == ["00_tour / W: the kernel recorded no change from the page"]
     assert control_agrees({"kind": "slider", "readout": "1.0e-02"}, {"value": 0.0101})
+    assert control_agrees({"kind": "slider", "readout": "\u22123.00"}, {"value": -3.0})
     assert not control_agrees({"kind": "slider", "readout": "1.0e-02"}, {"value": 0.02})
 
 

@@ -200,8 +200,6 @@ def logdet_series(jac: torch.Tensor, n_terms: int) -> torch.Tensor:
 def _div_and_value(field: Callable, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
     """field(x, t) and its exact divergence (one autograd pass per dimension, differentiable)."""
     with torch.enable_grad():
-        if not x.requires_grad:
-            x = x.requires_grad_(True)
         v = field(x, t)
         div = sum(torch.autograd.grad(v[:, i].sum(), x, create_graph=True)[0][:, i] for i in range(x.shape[1]))
     return v, div
@@ -219,6 +217,8 @@ def cnf_log_prob(field: Callable[[torch.Tensor, float], torch.Tensor], x0: torch
     if x.ndim != 2:
         raise ValueError(f"x0 must have shape (B, D), got {tuple(x.shape)}")
     h = 1.0 / _positive_int(n_steps, "n_steps")
+    if not x.requires_grad:
+        x = x.clone().requires_grad_(True)          # the divergence needs d/dx; the caller's tensor is left alone
     delta = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     for i in range(n_steps):
         t = i * h

@@ -102,6 +102,12 @@ def test_cnf_log_prob_matches_package_likelihood_on_exact_mixture():
     assert torch.allclose(ours, mix.log_prob(x), atol=1e-5)
 
 
+def test_cnf_log_prob_leaves_the_input_alone():
+    x = _x()
+    nflows.cnf_log_prob(lambda y, t: 0.5 * y, x, n_steps=2)
+    assert not x.requires_grad
+
+
 def test_cnf_log_prob_is_differentiable():
     a = torch.tensor(0.3, dtype=D64, requires_grad=True)
     nflows.cnf_log_prob(lambda y, t: a * y, _x(), n_steps=4).sum().backward()

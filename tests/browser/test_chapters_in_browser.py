@@ -71,7 +71,7 @@ def test_chapter_widgets_update_their_picture_in_the_browser(path, lab, notebook
     wait_ms = budget("DPM_LAB_BROWSER_WAIT_MS", 5000)
     page = notebook_page(os.path.basename(path))
     start = len(lab.kernel_log())
-    TIMINGS[f"{chapter}: run all cells"] = lab.run_all(page, budget("DPM_LAB_BROWSER_RUN_S", 300))
+    TIMINGS[f"{chapter}: run all cells"] = lab.run_all(page, budget("DPM_LAB_BROWSER_RUN_S", 240))
     log = lab.kernel_log()[start:]
     problems = [f"{chapter}: the kernel hook failed: {r['error']}" for r in log if r["kind"] == "hook"]
     problems += [f"{chapter}: a cell raised {r['error']} (cell starting {r['cell']})" for r in log if r["kind"] == "cell_error"]

@@ -15,10 +15,10 @@ def planar(z, u, w, b, *, deriv=True, log=True, bias=True):
     return torch.log(det.abs()) if log else det
 
 
-def cfm_loss(model, x0, eps, t, *, sign=1, path="course", reduce="mean"):
+def cfm_loss(model, x0, eps, t, *, sign=1, path="course", reduce="mean", target="velocity"):
     tt = t[:, None]
     x_t = (1 - tt) * x0 + tt * eps if path == "course" else tt * x0 + (1 - tt) * eps
-    err = (model.predict(x_t, t, "velocity") - sign * (eps - x0)) ** 2
+    err = (model.predict(x_t, t, "velocity") - (sign * (eps - x0) if target == "velocity" else eps)) ** 2
     return err.mean(1) if reduce == "mean" else err.sum(1)
 
 
@@ -49,6 +49,12 @@ def pair(x0, eps, t, *, path="course", target="course"):
     return x_t, (eps - x0 if target == "course" else x0 - eps)
 
 
+def marginal_var_t(x, t, pts, w):
+    """A typical slip: the posterior's Gaussian with variance t instead of t^2."""
+    logits = torch.log(w)[None] - ((x[:, None] - (1 - t) * pts[None]) ** 2).sum(-1) / (2 * t)
+    return (torch.softmax(logits, 1)[..., None] * (x[:, None] - pts[None]) / t).sum(1)
+
+
 SOLUTIONS = {
     "planar_logdet": planar,
     "cfm_loss": cfm_loss,
@@ -64,16 +70,24 @@ WRONG = [
     ("planar_logdet", lambda *a: planar(*a, deriv=False), ["derivative h'"]),
     ("planar_logdet", lambda *a: planar(*a, bias=False), ["bias b"]),
     ("planar_logdet", lambda *a: planar(*a).sum(), ["one value per sample"]),
+    ("planar_logdet", lambda z, u, w, b: torch.log(1 + (1 - torch.tanh(z @ w + b) ** 2) * (u @ w)), ["absolute value"]),
+    ("planar_logdet", lambda z, u, w, b: torch.log(((1 - torch.tanh(z @ w + b) ** 2) * (u @ w)).abs()),
+     ["identity is missing"]),
     ("cfm_loss", lambda *a: cfm_loss(*a, sign=-1), ["wrong sign", "eps - x0"]),
     ("cfm_loss", lambda *a: cfm_loss(*a, path="fm"), ["noise-at-0", "(1 - t) x0 + t eps"]),
     ("cfm_loss", lambda *a: cfm_loss(*a, reduce="sum"), ["summed over the 3 dimensions"]),
     ("cfm_loss", lambda *a: cfm_loss(*a).mean(), ["one value per sample"]),
+    ("cfm_loss", lambda m, x0, eps, t: cfm_loss(m, x0, eps, t, target="eps"), ["eps alone"]),
     ("marginal_velocity", lambda *a: marginal(*a, posterior=False), ["prior weights"]),
     ("marginal_velocity", lambda *a: marginal(*a, shrink=False), ["(1 - t) x0_n"]),
     ("marginal_velocity", lambda *a: marginal(*a, sign=-1), ["sign is flipped"]),
+    ("marginal_velocity", lambda x, t, p, w: marginal(x, t, p, torch.ones_like(w)), ["weights are missing"]),
+    ("marginal_velocity", marginal_var_t, ["variance is t^2"]),
     ("heun_step", lambda *a: heun(*a, corrector=False), ["Euler step"]),
     ("heun_step", lambda *a: heun(*a, forward=True), ["wrong way"]),
     ("heun_step", lambda *a: heun(*a, end_time=False), ["evaluated at s"]),
+    ("heun_step", lambda v, x, s, t: 2 * heun(v, x, s, t) - x, ["factor 1/2"]),
+    ("heun_step", lambda v, x, s, t: x + (t - s) * v(x + 0.5 * (t - s) * v(x, s), 0.5 * (s + t)), ["midpoint rule"]),
     ("marginal_slope_1d", lambda *a: slope(*a, half=False), ["V'/V"]),
     ("marginal_slope_1d", lambda t, s0, s1: slope(t, s1, s0), ["swapped"]),
     ("marginal_slope_1d", lambda t, s0, s1: (s1 - s0) / ((1 - t) * s0 + t * s1), ["variances add"]),
@@ -83,6 +97,7 @@ WRONG = [
     ("training_pair", lambda *a: pair(*a, path="fm", target="fm"), ["Ch. 5 convention", "tau = 1 - t"]),
     ("training_pair", lambda *a: pair(*a, target="fm"), ["kept the old sign"]),
     ("training_pair", lambda *a: pair(*a, path="fm"), ["still weighs x0 by t"]),
+    ("training_pair", lambda x0, eps, t: (pair(x0, eps, t)[0], eps), ["path's velocity"]),
 ]
 
 globals().update(chapter_suite("05", SOLUTIONS, WRONG))

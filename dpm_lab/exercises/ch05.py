@@ -69,6 +69,12 @@ def check_planar_logdet(fn: Any) -> tuple[bool, str]:
             return False, "you used h(w^T z + b) where the Jacobian has the derivative h' = 1 - tanh^2."
         if close(a, torch.log(torch.abs(1 + (1 - torch.tanh(z @ w) ** 2) * (u @ w))), 1e-6, 1e-8):
             return False, "the bias b is missing inside h'(w^T z + b)."
+        if torch.isnan(torch.as_tensor(a)).any() and close(torch.as_tensor(a).nan_to_num(0.0),
+                                                          torch.where(1 + h1 * (u @ w) > 0, want, 0.0), 1e-6, 1e-8):
+            return False, ("you got NaN where 1 + h' u^T w is negative: the density needs log |det|, so take the "
+                           "absolute value before the log.")
+        if close(a, torch.log(torch.abs(h1 * (u @ w))), 1e-6, 1e-8):
+            return False, "the identity is missing: the Jacobian is I + h' u w^T, so the lemma gives 1 + h' u^T w."
         return False, (f"for D = {z.shape[1]}: expected {fmt(want)}, got {fmt(got)}. The Jacobian is I + h' u w^T; "
                        "the determinant lemma gives det = 1 + h' u^T w.")
     return True, "log|1 + h'(w^T z + b) u^T w| matches the autograd Jacobian in 2-D and 3-D."
@@ -99,6 +105,9 @@ def check_cfm_loss(fn: Any) -> tuple[bool, str]:
                        "eps, so its velocity is eps - x0 (x0 - eps is the book's noise-at-0 convention).")
     if close(a, ((v(tt * x0 + (1 - tt) * eps) - (eps - x0)) ** 2).mean(1)):
         return False, "x_t is built in the noise-at-0 convention; the course's path is x_t = (1 - t) x0 + t eps."
+    if close(a, ((v(x_t) - eps) ** 2).mean(1)):
+        return False, ("the target is eps alone, the noise-prediction target; the velocity of the path "
+                       "x_t = (1 - t) x0 + t eps is its time derivative, eps - x0.")
     if close(a, ((v(x_t) - (eps - x0)) ** 2).sum(1)):
         return False, "you summed over the 3 dimensions; the package's loss averages over them (reduce='mean')."
     return False, f"expected {fmt(want)}, got {fmt(got)}."
@@ -133,6 +142,14 @@ def check_marginal_velocity(fn: Any) -> tuple[bool, str]:
         post = torch.softmax(torch.log(w)[None] - d2 / (2 * t ** 2), dim=1)
         if close(a, (post[..., None] * cond).sum(1), 1e-5, 1e-7):
             return False, "the posterior uses N(x_t; x0_n, t^2 I); on the path the mean is (1 - t) x0_n."
+        post_t = torch.softmax(torch.log(w)[None] - ((x[:, None, :] - (1 - t) * pts[None]) ** 2).sum(-1) / (2 * t),
+                               dim=1)
+        if close(a, (post_t[..., None] * cond).sum(1), 1e-5, 1e-7):
+            return False, "the posterior divides by 2 t; the path's noise has std t, so its variance is t^2."
+        post_nw = torch.softmax(-((x[:, None, :] - (1 - t) * pts[None]) ** 2).sum(-1) / (2 * t ** 2), dim=1)
+        if close(a, (post_nw[..., None] * cond).sum(1), 1e-5, 1e-7):
+            return False, ("the data weights are missing from the posterior: p(x0_n | x_t) is proportional to "
+                           "weight_n N(x_t; (1 - t) x0_n, t^2 I), so add log(weights) to the logits.")
         if close(a, -want, 1e-5, 1e-7):
             return False, "the sign is flipped: the conditional velocity is (x - x0_n)/t = eps - x0_n, away from the data."
         return False, f"at t = {t}: expected {fmt(want)}, got {fmt(got)}."
@@ -166,6 +183,11 @@ def check_heun_step(fn: Any) -> tuple[bool, str]:
     v1 = vel(x, s)
     if close(a, x + 0.5 * dt * (v1 + vel(x + dt * v1, s))):
         return False, "the corrector's velocity is evaluated at s; it belongs to the end time t."
+    if close(a, x + dt * (v1 + vel(x + dt * v1, t))):
+        return False, "the factor 1/2 is missing: Heun steps with the AVERAGE of the two velocities."
+    if close(a, x + dt * vel(x + 0.5 * dt * v1, 0.5 * (s + t))):
+        return False, ("that is the midpoint rule (also second order); Heun evaluates v at the start and at the "
+                       "Euler guess for the end, and averages the two.")
     return False, f"expected {fmt(want)}, got {fmt(got)}."
 
 
@@ -245,11 +267,14 @@ def check_training_pair(fn: Any) -> tuple[bool, str]:
     if fm_x and close(target, x0 - eps):
         return False, ("this is still the book's Ch. 5 convention (noise at t = 0, data at t = 1). It is consistent, "
                        "but the course's samplers start at t = 1 from noise: put tau = 1 - t.")
-    if ok_x:
+    if ok_x and close(target, x0 - eps):
         return False, ("x_t is right; the target kept the old sign. With tau = 1 - t, d/dt = -d/dtau, so the "
                        "velocity x0 - eps becomes eps - x0.")
     if ok_v and fm_x:
         return False, "the target is right but x_t still weighs x0 by t: the course's path is (1 - t) x0 + t eps."
+    if ok_x:
+        return False, (f"x_t is right; the target should be the path's velocity d x_t / dt = eps - x0: expected "
+                       f"{fmt(want_v)}, got {fmt(target)}.")
     return False, f"expected x_t = {fmt(want_x)} and target {fmt(want_v)}."
 
 

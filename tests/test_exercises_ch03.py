@@ -20,11 +20,11 @@ def langevin_step(score, x, eta, z, *, noise=None, sign=1):
     return x + sign * eta * score(x) + (math.sqrt(2 * eta) if noise is None else noise(eta)) * z
 
 
-def annealed(score, x, sigmas, K, delta, noise, *, norm=0, up=False, two=2):
+def annealed(score, x, sigmas, K, delta, noise, *, norm=0, up=False, two=2, scale=True):
     levels = range(len(sigmas)) if up else range(len(sigmas) - 1, -1, -1)
     for i, l in enumerate(levels):
         s = float(sigmas[l])
-        eta = delta * s ** 2 / float(sigmas[norm]) ** 2
+        eta = delta * s ** 2 / float(sigmas[norm]) ** 2 if scale else delta
         for k in range(K):
             x = x + eta * score(x, s) + math.sqrt(two * eta) * noise[i, k]
     return x
@@ -63,6 +63,7 @@ WRONG = [
     ("annealed_langevin", lambda *a: annealed(*a, norm=-1), ["still the buggy line", "NCSN paper"]),
     ("annealed_langevin", lambda *a: annealed(*a, up=True), ["wrong way"]),
     ("annealed_langevin", lambda *a: annealed(*a, two=1), ["sqrt(2 eta) z"]),
+    ("annealed_langevin", lambda *a: annealed(*a, scale=False), ["same step delta"]),
 ]
 
 globals().update(chapter_suite("03", SOLUTIONS, WRONG))

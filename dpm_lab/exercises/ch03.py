@@ -188,13 +188,14 @@ def check_mode_weight_prediction(answer: Any) -> tuple[bool, str]:
 
 # -- 7. find the bug: annealed Langevin's step size (implement-and-reuse) -----------------------------------------
 def _annealed(score_fn: Callable, x: torch.Tensor, sigmas: torch.Tensor, n_steps: int, delta: float,
-              noise: torch.Tensor, *, norm: str = "smallest", order: str = "down", two: bool = True) -> torch.Tensor:
+              noise: torch.Tensor, *, norm: str = "smallest", order: str = "down", two: bool = True,
+              scale: bool = True) -> torch.Tensor:
     """The reference (and its wrong variants for the tests): levels sigma_L -> sigma_1, eta_l = delta sigma_l^2 / sigma_1^2."""
     levels = list(range(len(sigmas)))[::-1] if order == "down" else list(range(len(sigmas)))
     ref = sigmas[0] if norm == "smallest" else sigmas[-1]
     for i, l in enumerate(levels):
         s = float(sigmas[l])
-        eta = delta * s ** 2 / float(ref) ** 2
+        eta = delta * s ** 2 / float(ref) ** 2 if scale else delta
         for k in range(n_steps):
             x = x + eta * score_fn(x, s) + math.sqrt((2 if two else 1) * eta) * noise[i, k]
     return x
@@ -229,6 +230,9 @@ def check_annealed_langevin(fn: Any) -> tuple[bool, str]:
         hint = " The levels run the wrong way: start at the LARGEST sigma (sigmas[-1]) and end at sigmas[0]."
     elif close(got, _annealed(_noised_score, x, sigmas, 4, delta, noise, two=False), rtol=1e-6, atol=1e-9):
         hint = " The noise of each Langevin step is sqrt(2 eta) z, not sqrt(eta) z."
+    elif close(got, _annealed(_noised_score, x, sigmas, 4, delta, noise, scale=False), rtol=1e-6, atol=1e-9):
+        hint = (" Every level uses the same step delta: the step must grow with the noise, eta_l = delta "
+                "sigma_l^2 / sigma_1^2, or the chains hardly move while the noise is large.")
     elif as_array(got).shape != (5, 2):
         hint = f" Return the final points, shape (5, 2), not {as_array(got).shape}."
     return False, f"for a 3-level ladder your end points are {fmt(got)} but should be {fmt(want)}.{hint}"

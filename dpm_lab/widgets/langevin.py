@@ -35,7 +35,7 @@ def isotropic_score(mixture: GaussianMixture, sigma: float = 0.0):
     if not mixture.isotropic:
         raise ValueError("isotropic_score needs a mixture of isotropic components (stds=...)")
     mu = mixture.means.cpu().numpy()
-    var = (mixture._evals[:, 0] + sigma ** 2).cpu().numpy()                 # (K,)
+    var = (mixture.covs[:, 0, 0] + sigma ** 2).cpu().numpy()               # (K,): isotropic, one variance each
     logw = (torch.log(mixture.weights).cpu().numpy() - 0.5 * mixture.dim * np.log(var))
 
     def score(x: torch.Tensor) -> torch.Tensor:               # in NumPy: tiny arrays, a few microseconds an op

@@ -18,18 +18,21 @@ def coeffs(sch, t, *, div=True, minus=True, two=True, sign=1):
     return f, sch.d_sigma2(t) + (-1 if minus else 1) * k * f * sch.sigma(t) ** 2
 
 
-def em(x, t, h, f, g2, z, *, noise="sqrt", drift_x=True):
-    drift = f(t) * (x if drift_x else 1) * h
-    scale = {"sqrt": math.sqrt(g2(t) * h), "var": g2(t) * h, "g2": g2(t) * math.sqrt(h), "none": 0.0}[noise]
+def em(x, t, h, f, g2, z, *, noise="sqrt", drift_x=True, drift_sign=1):
+    drift = drift_sign * f(t) * (x if drift_x else 1) * h
+    scale = {"sqrt": math.sqrt(g2(t) * h), "var": g2(t) * h, "g2": g2(t) * math.sqrt(h), "none": 0.0,
+             "no_h": math.sqrt(g2(t))}[noise]
     return x + drift + scale * z
 
 
-def fp(p, x, t, dt, f, g2, *, half=True, sign=1, conservative=True):
+def fp(p, x, t, dt, f, g2, *, half=True, sign=1, conservative=True, cell_drift=False):
     dx = x[1] - x[0]
     D = g2 / 2 if half else g2
     if conservative:
         xf = x[:-1] + dx / 2
         J = sign * f(xf, t) * (p[:-1] + p[1:]) / 2 - D * (p[1:] - p[:-1]) / dx
+        if cell_drift:                                              # mean of f p over the two cells
+            J = (f(x[:-1], t) * p[:-1] + f(x[1:], t) * p[1:]) / 2 - D * (p[1:] - p[:-1]) / dx
         dp = np.zeros_like(p)
         dp[:-1] -= J
         dp[1:] += J
@@ -41,7 +44,7 @@ def pf(x, m, s2, f, g2, *, k=0.5, sign=1, with_f=True):
     return (f if with_f else 0) * x + sign * k * g2 / s2 * (x - m)
 
 
-def lik(model, x0, n_steps, *, sign=1, prior="end", keep_prior=True, keep_div=True):
+def lik(model, x0, n_steps, *, sign=1, prior="end", keep_prior=True, keep_div=True, euler=False):
     def rhs(x, t):
         div, v = dl.likelihood.divergence(lambda z: model.predict(z, t, "velocity"), x, with_value=True)
         return v, div
@@ -50,6 +53,9 @@ def lik(model, x0, n_steps, *, sign=1, prior="end", keep_prior=True, keep_div=Tr
     for k in range(n_steps):
         t = k * h
         k1 = rhs(x, t)
+        if euler:                                                   # a first-order solver: a near miss
+            x, D = x + h * k1[0], D + h * k1[1]
+            continue
         k2 = rhs(x + 0.5 * h * k1[0], t + 0.5 * h)
         k3 = rhs(x + 0.5 * h * k2[0], t + 0.5 * h)
         k4 = rhs(x + h * k3[0], t + h)
@@ -60,7 +66,9 @@ def lik(model, x0, n_steps, *, sign=1, prior="end", keep_prior=True, keep_div=Tr
     return (lp if keep_prior else 0) + (sign * D if keep_div else 0)
 
 
-def rc(sch, s, t, *, std=False, swap=False, naive_cs=False, naive_var=False):
+def rc(sch, s, t, *, std=False, swap=False, naive_cs=False, naive_var=False, swap_times=False):
+    if swap_times:
+        s, t = t, s
     a = float(sch.alpha(s) / sch.alpha(t))
     ss, st = float(sch.sigma(s)) ** 2, float(sch.sigma(t)) ** 2
     v = ss - a ** 2 * st
@@ -92,10 +100,13 @@ WRONG = [
     ("em_step", lambda *a: em(*a, noise="var"), ["square root of time"]),
     ("em_step", lambda *a: em(*a, noise="g2"), ["take its square root"]),
     ("em_step", lambda *a: em(*a, drift_x=False), ["scales with x"]),
+    ("em_step", lambda *a: em(*a, drift_sign=-1), ["Sign slip in the drift"]),
+    ("em_step", lambda *a: em(*a, noise="no_h"), ["not g z"]),
     ("fp_step", lambda *a: fp(*a, half=False), ["g^2/2, not g^2"]),
     ("fp_step", lambda *a: fp(*a, sign=-1), ["Sign slip"]),
     ("fp_step", lambda *a: fp(*a, conservative=False), ["changes the mass"]),
     ("fp_step", lambda p, *a: p, ["does not change p"]),
+    ("fp_step", lambda *a: fp(*a, cell_drift=True), ["on the face"]),
     ("pf_drift_gaussian", lambda *a: pf(*a, k=1.0), ["reverse-SDE drift"]),
     ("pf_drift_gaussian", lambda *a: pf(*a, sign=-1), ["Sign slip"]),
     ("pf_drift_gaussian", lambda *a: pf(*a, with_f=False), ["left out f x"]),
@@ -106,10 +117,12 @@ WRONG = [
     ("likelihood_sign", lambda m, x, n: lik(m, x, n, keep_prior=False), ["dropped the prior"]),
     ("likelihood_sign", lambda m, x, n: lik(m, x, n, keep_div=False), ["dropped the divergence"]),
     ("likelihood_sign", lambda m, x, n: lik(m, x, n, prior="start"), ["not at the data point"]),
+    ("likelihood_sign", lambda m, x, n: lik(m, x, n, euler=True), ["not Euler"]),
     ("reverse_conditional", lambda *a: rc(*a, std=True), ["not the standard deviation"]),
     ("reverse_conditional", lambda *a: rc(*a, swap=True), ["swapped"]),
     ("reverse_conditional", lambda *a: rc(*a, naive_cs=True), ["completing the square"]),
     ("reverse_conditional", lambda *a: rc(*a, naive_var=True), ["not sigma_s^2 - sigma_t^2"]),
+    ("reverse_conditional", lambda *a: rc(*a, swap_times=True), ["swap s and t"]),
 ]
 
 globals().update(chapter_suite("04", SOLUTIONS, WRONG))

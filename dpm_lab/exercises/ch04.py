@@ -95,6 +95,11 @@ def check_em_step(fn: Any) -> tuple[bool, str]:
             hint = " The drift is f(t) x (it scales with x), not f(t)."
         elif close(got, x + math.sqrt(G2 * h) * z):
             hint = " You left out the drift f(t) x h."
+        elif close(got, x - F * x * h + math.sqrt(G2 * h) * z):
+            hint = " Sign slip in the drift: the step moves forward in time, x + f(t) x h."
+        elif close(got, x + F * x * h + math.sqrt(G2) * z):
+            hint = (" The noise of one step is g sqrt(h) z, not g z: without the sqrt(h) the kick does not shrink "
+                    "with the step.")
         return False, f"at t={t}, h={h}: your x[0] = {fmt(as_array(got)[0])}, want {fmt(want[0])}.{hint}"
     return True, "x + f(t) x h + g(t) sqrt(h) z: drift times h, noise times sqrt(h) (Eq. 4.1.1)."
 
@@ -102,6 +107,16 @@ def check_em_step(fn: Any) -> tuple[bool, str]:
 # -- 3. one step of the Fokker-Planck scheme (implement-and-reuse) ---------------------------------------------
 def _fp_step(p: np.ndarray, x: np.ndarray, t: float, dt: float, f: Callable, g2: float) -> np.ndarray:
     return p + fp_step(np.asarray(p, dtype=np.float64), np.asarray(x, dtype=np.float64), t, dt, f, g2)
+
+
+def _fp_step_cell_drift(p, x, t, dt, f, g2):
+    """A typical slip: the advective face flux as the mean of f p over the two cells (not f on the face)."""
+    dx, fp_ = x[1] - x[0], f(x, t) * p
+    J = (fp_[:-1] + fp_[1:]) / 2 - g2 / 2 * (p[1:] - p[:-1]) / dx
+    out = p.copy()
+    out[:-1] -= dt / dx * J
+    out[1:] += dt / dx * J
+    return out
 
 
 @checker("fp_step", "04")
@@ -127,6 +142,9 @@ def check_fp_step(fn: Any) -> tuple[bool, str]:
         hint = " Sign slip in the advective flux: dp/dt = -d(f p)/dx, the flux is +f p."
     elif close(got, p, rtol=1e-12):
         hint = " Your step does not change p: multiply the flux difference by dt / dx."
+    elif close(got, _fp_step_cell_drift(p, x, 0.2, dt, f, g2), rtol=1e-8):
+        hint = (" You took the average of f p over the two cells; the scheme evaluates the drift on the face "
+                "itself, f(x_{i+1/2}) (p_i + p_{i+1}) / 2, at x_i + dx/2.")
     elif abs(got.sum() - p.sum()) * dx > 1e-9:
         hint = (f" Your step changes the mass sum p dx by {(got.sum() - p.sum()) * dx:.2e}: write the update as a "
                 "difference of face fluxes, with zero flux through the two ends (not f dp/dx + ..., and no "
@@ -228,7 +246,7 @@ def check_likelihood_sign(fn: Any) -> tuple[bool, str]:
     if close(got, want, rtol=0, atol=2e-3):
         gap = float((likelihood_as_written(model, x0, 60) - want).abs().max())
         return True, (f"log p_0 = log p_T(x_T) + int_0^T div v dt matches the exact log-density; the formula as printed "
-                      f"is off by 2 int div v dt, here up to {gap:.2f} nats.")
+                      f"is off by 2 int div v dt, on the check's four points up to {gap:.2f} nats.")
     a = as_array(got)
     if a.shape != (4,):
         raise WrongAnswer(f"return one log-density per point, shape (4,); you returned shape {a.shape}")
@@ -244,6 +262,9 @@ def check_likelihood_sign(fn: Any) -> tuple[bool, str]:
         hint = " You dropped the divergence integral: the volume change along the path."
     elif close(got, gaussian_log_prob(x0, float(model.schedule.sigma(1.0))) + D, rtol=0, atol=2e-3):
         hint = " The prior is evaluated at the path's end x_T, not at the data point x0."
+    elif close(got, want, rtol=0, atol=0.1):
+        hint = (" The sign and the terms are right, but the numbers are off by more than the 2e-3 nats RK4 with "
+                "n_steps steps gets: use the ported function's RK4 loop (not Euler), with all n_steps steps.")
     return False, f"your log p_0 = {fmt(got)}, exact {fmt(want)}.{hint}"
 
 
@@ -269,7 +290,10 @@ def check_reverse_conditional(fn: Any) -> tuple[bool, str]:
             continue
         cs, c0, var = want
         hint = ""
-        if close(got[2], math.sqrt(var), rtol=1e-6):
+        if got[2] < 0:
+            hint = (" Your variance is negative: here t < s, so sigma_{s|t}^2 = sigma_s^2 - alpha_{s|t}^2 sigma_t^2 with "
+                    "alpha_{s|t} = alpha_s / alpha_t; did you swap s and t?")
+        elif close(got[2], math.sqrt(var), rtol=1e-6):
             hint = " The third entry is the variance, not the standard deviation."
         elif close(got[:2], [c0, cs], rtol=1e-6):
             hint = " You swapped the weights: x_s is weighted by alpha_{s|t} sigma_t^2 / sigma_s^2."

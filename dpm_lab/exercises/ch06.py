@@ -60,7 +60,7 @@ def check_posterior_weights(fn: Any) -> tuple[bool, str]:
             hint = f" Return one weight per (noisy point, training point): shape (5, 4), not {g.shape}."
         elif close(got, _softmax_of(x_t, points, 1.0, s)):
             hint = (" The kernel centres are alpha_t x^(i), not x^(i): p_t(x_t | x0) = N(alpha_t x0, sigma_t^2 I); "
-                    "at t = 0.7 alpha_t is far from 1.")
+                    f"at t = {t} alpha_t = {a:.2f}, far from 1.")
         elif close(got, _softmax_of(x_t, points, a, s, axis=0)):
             hint = " You normalised over the batch; each noisy point's weights must sum to one over the training points (dim -1)."
         elif close(got, _softmax_of(x_t, points, a, s, scale=2.0 / s)) or close(got, _softmax_of(x_t, points, a, s, scale=1.0)):

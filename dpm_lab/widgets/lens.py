@@ -58,7 +58,7 @@ class FourPredictionsExplorer(Explorer):
     clear_axes = False
     figsize = (11.0, 3.4)
     axes_grid = (1, 4)
-    margins = {"left": 0.04, "right": 0.99, "bottom": 0.08, "top": 0.80, "wspace": 0.12}
+    margins = {"left": 0.05, "right": 0.99, "bottom": 0.14, "top": 0.80, "wspace": 0.12}
 
     def __init__(self, mixture: GaussianMixture | None = None, models: dict[str, Model] | None = None, *,
                  lim: float = 3.0, n: int = 11, n_density: int = 60, **initial: Any) -> None:
@@ -152,6 +152,9 @@ class FourPredictionsExplorer(Explorer):
             ax.set_aspect("equal", adjustable="box")
             ax.set_title(viz.PREDICTION_LABELS[kind], fontsize=9)
             ax.tick_params(labelsize=7, labelleft=c == 0)
+            ax.set_xlabel("$x_1$", fontsize=8, labelpad=1)
+            if c == 0:
+                ax.set_ylabel("$x_2$", fontsize=8, labelpad=1)
         self._suptitle = self.animated(self.fig.suptitle(" ", fontsize=10))
 
     def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:

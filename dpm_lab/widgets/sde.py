@@ -8,8 +8,9 @@ FokkerPlanckExplorer: dx = f(x) dt + g dw for three drifts; the package's finite
 solution of the Fokker-Planck PDE (dl.fokker_planck.fp_solve), a particle histogram of the SDE,
 and the exact marginal (or, for the double well, the Gibbs equilibrium) at the chosen time.
 
-Both compute everything for a setting once (cached, and warmed up at construction), so moving
-the time slider or the number of paths only redraws.
+Both compute everything for a setting once (cached, and warmed up at construction; the three
+schedules' heatmaps are rendered then too), so moving the time slider or the number of paths, or
+switching the schedule, only redraws the moving parts.
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ class ThreeDynamicsExplorer(Explorer):
 
     Controls: schedule (Dropdown: vp, ve, edm), t (FloatSlider on 0, 0.05, ..., 1), n_paths (paths drawn).
     Left: the exact density p_t(x) as a heatmap over (t, x), reverse-SDE paths (blue) and PF-ODE
-    paths (white) from the same prior draws, forward-SDE paths (orange) from data, a line at t.
+    paths (white; grey in the legends and the histograms) from the same prior draws, forward-SDE paths
+    (orange) from data, a green line at t.
     Right: at t, the histograms of the three particle clouds against p_t; the panel prints each
     histogram's total-variation distance to the exact bin masses.
     Args:
@@ -82,8 +84,11 @@ class ThreeDynamicsExplorer(Explorer):
         self.n_particles, self.n_steps, self.seed = n_particles, n_steps, seed
         self.schedules: dict[str, Schedule] = {"vp": VPLinear(), "ve": VEGeometric(0.01, 3.0), "edm": EDM(3.0)}
         super().__init__(**initial)
-        for name in self.schedules:                       # warm the cache: the dropdown then only redraws
-            self.compute(name)
+        start = dict(self.values)
+        for name in self.schedules:                       # warm the data and each schedule's rendered heatmap
+            self.update(schedule=name)                    # (the background): the dropdown then only redraws
+            self.png()
+        self.update(**start)
 
     def _make_controls(self) -> dict[str, Any]:
         W = self._W
@@ -155,7 +160,7 @@ class ThreeDynamicsExplorer(Explorer):
         ax0.legend(loc="upper left", fontsize=7, framealpha=0.8)
         self._exact, = ax1.plot([], [], color="k", lw=2, label="exact $p_t$")
         self.animated(self._exact)
-        self._hist = {k: self.animated(ax1.plot([], [], color=self.COLORS[k] if k != "PF-ODE" else "C2",
+        self._hist = {k: self.animated(ax1.plot([], [], color=self.COLORS[k] if k != "PF-ODE" else "0.5",
                                                 lw=1.2, label=k)[0]) for k in self.KINDS}
         ax1.set_xlabel("x")
         ax1.set_ylabel("density")

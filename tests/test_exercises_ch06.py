@@ -62,6 +62,8 @@ WRONG = [
     ("velocity_error_scale", lambda *a: scale(*a) ** 2, ["squared errors"]),
     ("velocity_error_scale", lambda *a: 1 / scale(*a), ["other way round"]),
     ("velocity_error_scale", lambda a, s, da, ds: 1 / (s * (da * s - a * ds).abs()), ["divide the two"]),
+    ("velocity_error_scale", lambda a, s, da, ds: 1 / s, ["scale of the eps-error"]),
+    ("velocity_error_scale", lambda a, s, da, ds: a / s ** 2, ["scale of the eps-error"]),
     ("flow_time", lambda a, s: (a + s, a / (a + s)), ["Chapter 5's convention"]),
     ("flow_time", lambda a, s: (1 / (a + s), s / (a + s)), ["the other way"]),
     ("flow_time", lambda a, s: ((a ** 2 + s ** 2).sqrt(), s / (a + s)), ["trigonometric"]),
@@ -79,6 +81,7 @@ WRONG = [
     ("kinetic_energy", lambda p, d, m2: m2 * p ** 2 / (2 * p - 1), ["E||eps||^2 = D"]),
     ("kinetic_energy", lambda p, d, m2: (d + m2) * p ** 2 / (2 * p + 1), ["p^2 / (2p - 1)"]),
     ("kinetic_energy", lambda p, d, m2: (d + m2) * p / (2 * p - 1), ["Square the velocity"]),
+    ("kinetic_energy", lambda p, d, m2: d + m2, ["straight path's K"]),
     ("kinetic_energy", lambda p, d, m2: [1.0, 2.0], ["one number"]),
 ]
 

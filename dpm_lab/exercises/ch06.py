@@ -147,6 +147,9 @@ def check_velocity_error_scale(fn: Any) -> tuple[bool, str]:
             hint = " That is the factor between the squared errors (the loss weight); the norms scale by its square root."
         elif close(got, 1 / want) or close(got, 1 / want ** 2):
             hint = " The other way round: ||s err|| = c_t ||v err||, so c_t converts a velocity error into a score error."
+        elif close(got, 1 / c.sigma) or close(got, c.alpha / c.sigma ** 2):
+            hint = (" That is the scale of the eps-error (1/sigma_t) or of the x0-error (alpha_t/sigma_t^2); the velocity's "
+                    "error is a third multiple of the eps-error: v err = alpha_t' x0 err + sigma_t' eps err.")
         elif close(got, c.alpha / (c.sigma ** 2 * det.abs())) or close(got, 1 / (c.sigma * det.abs())):
             hint = (" At a fixed x_t, v err = alpha_t' x0 err + sigma_t' eps err with x0 err = -(sigma_t / alpha_t) eps err, "
                     "and s err = -eps err / sigma_t: divide the two.")
@@ -267,6 +270,9 @@ def check_kinetic_energy(fn: Any) -> tuple[bool, str]:
             hint = " E||eps||^2 = D adds to E||x0||^2 (the cross term vanishes: eps is independent of x0 with mean zero)."
         elif near((d + m2) * p ** 2 / (2 * p + 1)) or near((d + m2) / (2 * p - 1)):
             hint = " rho' = p t^(p-1), so int_0^1 rho'^2 dt = p^2 int t^(2p-2) dt = p^2 / (2p - 1)."
+        elif near(d + m2):
+            hint = (" That is the straight path's K (p = 1); for rho = t^p the speed rho' = p t^(p-1) changes with t, "
+                    "so K carries int_0^1 rho'^2 dt.")
         elif near((d + m2) * p / (2 * p - 1)) or near(math.sqrt(d + m2) * p ** 2 / (2 * p - 1)):
             hint = " Square the velocity: K integrates E||v||^2, so rho' enters squared and D + E||x0||^2 enters once."
         return False, f"for p = {p}, D = {d}, E||x0||^2 = {m2} your K is {got:.5g} but should be {want:.5g}.{hint}"

@@ -72,3 +72,20 @@ def test_bad_arguments_raise():
         dl.widgets.ConditionalPathExplorer({"x": dl.GaussianMixture([1.0], [[0.0]], stds=[1.0])})
     with pytest.raises(ValueError, match="samplers"):
         dl.widgets.ReflowExplorer({"a": None})
+
+
+def test_legends_survive_the_animated_density(cond):
+    """The static picture (png(): background plus animated artists) keeps both legends: their dark text must be in
+    the PNG inside each legend's box (the animated density image once covered them)."""
+    import io
+
+    from PIL import Image
+
+    cond.update(t=0.3, n_paths=8, mixture="eight Gaussians")
+    img = np.asarray(Image.open(io.BytesIO(cond.png())).convert("RGB")).astype(int)
+    renderer = cond.fig.canvas.get_renderer()
+    for ax in cond.fig.axes:
+        box = ax.get_legend().get_window_extent(renderer)
+        h = img.shape[0]
+        crop = img[int(h - box.y1):int(h - box.y0), int(box.x0):int(box.x1)]
+        assert (crop.max(-1) < 80).sum() > 20, "legend text missing from the static picture"

@@ -110,8 +110,8 @@ class ConditionalPathExplorer(Explorer):
         self._qfield = self.animated(right.quiver(X, Y, np.zeros_like(X), np.zeros_like(X), color="C3", alpha=0.6,
                                     **{**kw, "pivot": "mid", "width": 0.005, "scale": 5.0}))
         self._qm = right.quiver(nan, nan, nan, nan, color="C2", label="v*(x\u209c, t) (marginal)", **kw)
-        left.legend(loc="upper right", fontsize=7, framealpha=0.85)
-        right.legend(loc="upper right", fontsize=7, framealpha=0.85)
+        for ax in (left, right):     # animated, on top: the animated density would otherwise cover them
+            self.animated(ax.legend(loc="upper right", fontsize=7, framealpha=0.85)).set_zorder(10)
         self._title = self.animated(self.fig.suptitle(" ", fontsize=10))
 
     def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:

@@ -50,6 +50,7 @@ def test_four_predictions_draws_the_exact_and_the_converted_fields(gmm):
 def test_four_predictions_controls_change_the_picture(gmm):
     ex = dl.widgets.FourPredictionsExplorer(gmm, models={"half": _Half(gmm, dl.VPLinear())})
     pictures = {ex.png()}
+    assert [ax.get_xlabel() for ax in ex.fig.axes] == ["$x_1$"] * 4 and ex.fig.axes[0].get_ylabel() == "$x_2$"
     for k, v in [("t", 0.8), ("schedule", "flow"), ("network", "none"), ("normalize", False)]:
         ex.update(**{k: v})
         pictures.add(ex.png())

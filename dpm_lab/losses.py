@@ -201,9 +201,11 @@ def ddpm_simple(schedule: Schedule) -> DiffusionLoss:
 
 
 def ddpm_elbo(schedule: Schedule, t_max: float = 1.0) -> DiffusionLoss:
-    """The diffusion term of the ELBO in continuous time: 1/2 (-lambda_t') ||eps_phi - eps||^2 summed
-    over dimensions, t ~ U (§2.2, §6.2.2, VDM).  Needs alpha_t > 0 on [t_eps, t_max]."""
-    return DiffusionLoss(schedule, "eps", "elbo", TimeDist("uniform", schedule.t_eps, t_max), "sum", 0.5)
+    """The diffusion term of the ELBO in continuous time: (-lambda_t') ||eps_phi - eps||^2 summed over
+    dimensions, t ~ U (§2.2, §6.2.2).  With lambda = log(alpha/sigma) this is VDM's
+    -1/2 SNR'(t) ||x0 - x0_phi||^2 (SNR = e^(2 lambda)), the limit of the per-step KL terms: no factor 1/2
+    is left.  Needs alpha_t > 0 on [t_eps, t_max]."""
+    return DiffusionLoss(schedule, "eps", "elbo", TimeDist("uniform", schedule.t_eps, t_max), "sum")
 
 
 def dsm(schedule: Schedule | None = None, p_time: TimeDist | None = None) -> DiffusionLoss:

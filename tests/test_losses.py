@@ -120,6 +120,30 @@ def test_cfm_learns_the_velocity():
     _fit_and_compare(losses.cfm(p_time=FIXED(0.5)), dl.RectifiedFlow(), "velocity", 0.5, "velocity")
 
 
+class _ZeroEps:
+    """A model that predicts eps = 0: its error is the noise itself."""
+
+    def predict(self, x, t, kind, c=None):
+        return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("name", ["vp", "cosine", "flow"])
+def test_ddpm_elbo_is_vdm_continuous_elbo(name):
+    # VDM: -1/2 SNR'(t) ||x0 - x0_hat||^2, SNR' by a central difference of alpha^2/sigma^2 (not lambda')
+    sched = dl.get_schedule(name)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    eps = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    t, h = 0.37, 1e-5
+    snr = lambda u: (sched.coeffs(u).alpha / sched.coeffs(u).sigma) ** 2
+    d_snr = (snr(t + h) - snr(t - h)) / (2 * h)
+    co = sched.coeffs(t)
+    x0_err = (co.sigma / co.alpha) * eps                      # x0_hat = (x_t - sigma * 0) / alpha
+    vdm = -0.5 * d_snr * (x0_err ** 2).sum(1)
+    ours = losses.ddpm_elbo(sched)(_ZeroEps(), x0, eps=eps, t=t)
+    assert torch.allclose(ours, vdm.to(ours.dtype), rtol=1e-6)
+
+
 def test_ddpm_elbo_trains_over_all_t():
     sched = dl.VPLinear()
     loss = losses.ddpm_elbo(sched, t_max=0.95)

@@ -55,7 +55,7 @@ def _planar_cases():
 
 @checker("planar_logdet", "05")
 def check_planar_logdet(fn: Any) -> tuple[bool, str]:
-    """fn(z (B, D), u (D,), w (D,), b) -> (B,) log|det d f/d z| of f(z) = z + u tanh(w^T z + b)."""
+    """fn(z (B, D), u (D,), w (D,), b) -> (B,) log|det d g/d z| of the planar layer g(z) = z + u tanh(w^T z + b)."""
     for z, u, w, b in _planar_cases():
         got = call(fn, z, u, w, b)
         want = autograd_logdet(lambda y, u=u, w=w, b=b: y + u * torch.tanh(y @ w + b)[:, None], z)
@@ -239,7 +239,7 @@ def check_euler_point_mass(answer: Any) -> tuple[bool, str]:
         raise WrongAnswer(f"answer with one of the letters 'a', 'b' or 'c' (you gave {got!r})")
     if key == "a":
         return True, "right: zero. " + _WHY6
-    return False, f"recorded {key!r}; the next cell shows an error of order 1e-16. " + _WHY6
+    return False, f"recorded {key!r}; the next cell shows one step landing on the point to rounding (error below 1e-12). " + _WHY6
 
 
 # -- 7. a port from the noise-at-0 convention (find-the-bug) -------------------------------------------------------

@@ -220,7 +220,7 @@ class FokkerPlanckExplorer(Explorer):
     margins = {"left": 0.09, "right": 0.98, "bottom": 0.13, "top": 0.88}
     axes_grid = (1, 1)
     G_VALUES = (0.6, 0.8, 1.0, 1.25)
-    LIMS = {"none": 4.5, "ou": 4.5, "double_well": 2.5}
+    LIMS = {"none": 6.0, "ou": 4.5, "double_well": 2.5}   # none: wide enough that the walls hold back < 1e-3 of the mass
 
     def __init__(self, mixture: GaussianMixture | None = None, *, n_particles: int = 4000, n_cells: int = 200,
                  seed: int = 0, **initial: Any) -> None:

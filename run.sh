@@ -29,7 +29,7 @@ ensure_env() {   # ensure_env [EXTRAS [PROBE]]: install .[EXTRAS] unless the pac
   local here="$PWD" found
   found=$(cd / && "$PY" -c 'import dpm_lab, os; print(os.path.dirname(os.path.dirname(os.path.abspath(dpm_lab.__file__))))' 2>/dev/null || true)
   # (ipywidgets 8.1.9 renders no widgets in VS Code: pyproject excludes it, so an install that has it is redone)
-  if ! (cd / && "$PY" -c "import nbval, hypothesis, ipywidgets, jupyterlab, sklearn, scipy, tqdm, matplotlib, ruff; assert ipywidgets.__version__ != '8.1.9'; $probe") 2>/dev/null \
+  if ! (cd / && "$PY" -c "import nbval, hypothesis, ipywidgets, jupyterlab, sklearn, scipy, tqdm, matplotlib, ruff, ot; assert ipywidgets.__version__ != '8.1.9'; $probe") 2>/dev/null \
      || [ "$found" != "$here" ]; then
     "$PY" -m pip install -q -e ".[$extras]"
   fi

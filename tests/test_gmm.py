@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import SCHED_IDS, SCHEDULES
+from schedule_cases import SCHED_IDS, SCHEDULES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

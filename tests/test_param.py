@@ -4,9 +4,9 @@ import itertools
 
 import pytest
 import torch
-from schedule_cases import SCHED_IDS, SCHEDULES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from schedule_cases import SCHED_IDS, SCHEDULES
 
 import dpm_lab as dl
 from dpm_lab import param

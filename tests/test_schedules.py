@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from schedule_cases import SCHED_IDS, SCHEDULES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from schedule_cases import SCHED_IDS, SCHEDULES
 from scipy.integrate import solve_ivp
 
 import dpm_lab as dl

@@ -44,7 +44,17 @@ def explorers() -> dict[str, tuple[str, object]]:
             "FieldExplorer": "dl.widgets.FieldExplorer()",
             "FieldExplorer+model": "dl.widgets.FieldExplorer(model=dl.datasets.eight_gaussians_mixture()"
                                    ".model(dl.VPLinear()))",
-            "TrajectoryExplorer": "dl.widgets.TrajectoryExplorer()"}
+            "TrajectoryExplorer": "dl.widgets.TrajectoryExplorer()",
+            # the chapters' own explorers, with the learned rows the chapters show
+            "LangevinExplorer+model": "dl.widgets.LangevinExplorer(model=dl.zoo.load('ncsn_2modes'))",
+            "AnnealedLangevinExplorer+model": "dl.widgets.AnnealedLangevinExplorer(model=dl.zoo.load('ncsn_2modes'))",
+            "ThreeDynamicsExplorer": "dl.widgets.ThreeDynamicsExplorer()",
+            "FokkerPlanckExplorer": "dl.widgets.FokkerPlanckExplorer()",
+            "ConditionalPathExplorer": "dl.widgets.ConditionalPathExplorer()",
+            "ReflowExplorer": "dl.widgets.ReflowExplorer()",
+            "FourPredictionsExplorer": "dl.widgets.FourPredictionsExplorer()",
+            "WeightingExplorer": "dl.widgets.WeightingExplorer()",
+            "GammaFamilyExplorer": "dl.widgets.GammaFamilyExplorer()"}
     return {name: (c, eval(c, {"dl": dl})) for name, c in code.items()}  # noqa: S307 - our own constants
 
 

@@ -8,16 +8,20 @@ import torch
 
 import dpm_lab as dl
 from dpm_lab import recipes, zoo
-from dpm_lab.recipes import classifiers, toy
+from dpm_lab.recipes import classifiers, flows, scores, toy
 from dpm_lab.recipes.images import IMAGE_RECIPES, generate
 
-FAMILIES = {"toy/1": toy.TOY_RECIPES, "unet/1": IMAGE_RECIPES, "digit_cnn/1": classifiers.CLASSIFIER_RECIPES}
+FAMILIES = {"toy/1": toy.TOY_RECIPES, "unet/1": IMAGE_RECIPES, "digit_cnn/1": classifiers.CLASSIFIER_RECIPES,
+            "scores/1": scores.SCORE_RECIPES}
 
 
 def test_every_family_registers_its_recipes():
-    assert set(dl.recipes.__all__) == {"toy", "images", "classifiers"} and dl.recipes is recipes
+    assert set(dl.recipes.__all__) == {"toy", "images", "classifiers", "scores", "flows"} and dl.recipes is recipes
     for builder, family in FAMILIES.items():
         assert family and all(zoo.get(r.name) is r and r.builder == builder for r in family)
+    # chapter 05's family mixes builders: MLP velocity fields (toy/1, flows/1) and normalizing flows (nflows/1)
+    assert flows.FLOW_RECIPES and all(zoo.get(r.name) is r for r in flows.FLOW_RECIPES)
+    assert {r.builder for r in flows.FLOW_RECIPES} == {"toy/1", "flows/1", "nflows/1"}
     assert {"digits8_uncond", "digits8_cond", "mnist5k_uncond", "mnist5k_cond", "mnist5k_cond_gpu"} \
         <= {r.name for r in IMAGE_RECIPES}
     assert {r.name for r in classifiers.CLASSIFIER_RECIPES} == {"digit_classifier_mnist5k", "digit_classifier_digits8"}

@@ -24,9 +24,12 @@ def pytest_configure(config):
                                        "deselect with -m 'not browser'")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab():
-    """One JupyterLab and one Chromium for the session, with a copy of every chapter."""
+    """One JupyterLab and one Chromium for the module that uses it, with a copy of every chapter.
+
+    Module scope, not session: Playwright's sync API allows one running instance per process, and
+    tests/site starts its own after this one has stopped."""
     why = unavailable()
     if why:
         pytest.skip(f"browser tests skipped: {why}")

@@ -44,6 +44,8 @@ def test_declared_shape_and_classes_fit_the_model_and_the_data(recipe):
     with torch.no_grad():
         if recipe.builder == "digit_cnn/1":
             assert model(x).shape == (4, recipe.n_classes) and int(c.max()) < recipe.n_classes
+        elif isinstance(model, dl.ebm.Energy):                 # chapter 03's energy: E(x) per point
+            assert model(x).shape == (4,)
         else:
             assert model.predict(x, 0.5, model.kind, c=c).shape == x.shape
             if c is not None:                                   # label n_classes is the null label

@@ -156,3 +156,14 @@ def test_results_file_that_cannot_be_written_is_ignored(toy_check, capsys, tmp_p
     monkeypatch.setenv(_base.RESULTS_ENV, str(tmp_path))        # a folder: open() fails, the check does not
     assert toy_check(lambda x: 2 * x) is True
     assert capsys.readouterr().out == f"{_base.OK} toy_double: doubled\n"
+
+
+def test_make_use_falls_back_while_a_stub_and_names_the_exercises():
+    from dpm_lab.exercises._base import make_use
+
+    use = make_use({"double": lambda x: 2 * x})
+    assert use("double", None)(3) == 6                       # the stub: the package's version stands in
+    assert use("double", lambda x: 3 * x)(3) == 9            # a wrong answer is used as it is
+    with pytest.raises(ValueError, match="no package version for 'half'; names: double"):
+        use("half", None)
+    assert "Names: double." in use.__doc__

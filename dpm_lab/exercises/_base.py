@@ -23,7 +23,7 @@ import torch
 from ..utils import randn
 
 __all__ = ["OK", "NO", "TODO", "CPU", "EXERCISES", "RESULTS_ENV", "STATUSES", "NotAttempted", "WrongAnswer", "Check", "checker", "call",
-           "as_array", "as_scalar", "close", "fmt", "example_pair"]
+           "as_array", "as_scalar", "close", "fmt", "example_pair", "make_use"]
 
 OK = "\u2705"      # check mark
 NO = "\u274c"      # cross
@@ -153,6 +153,21 @@ def example_pair(seed: int = 0, shape: tuple[int, ...] = (5, 2)) -> tuple[torch.
     """Two seeded float64 standard-normal tensors (x0, eps) of `shape`, on the CPU."""
     g = torch.Generator().manual_seed(seed)
     return randn(shape, generator=g, dtype=torch.float64), randn(shape, generator=g, dtype=torch.float64)
+
+
+def make_use(references: dict[str, Callable[..., Any]]) -> Callable[[str, Any], Callable[..., Any]]:
+    """A chapter's `use(name, answer)`: the function later cells call for exercise `name`.
+
+    It is the learner's `answer`, with the package's version `references[name]` standing in while it is
+    a stub (it says so once; see yours_or). A wrong answer is used as it is, so it is felt downstream.
+    """
+    def use(name: str, answer: Any) -> Callable[..., Any]:
+        if name not in references:
+            raise ValueError(f"no package version for {name!r}; names: {', '.join(references)}")
+        return yours_or(answer, references[name], name)
+
+    use.__doc__ = f"{make_use.__doc__.splitlines()[0]}\n\nNames: {', '.join(references)}."
+    return use
 
 
 def yours_or(fn: Any, reference: Callable[..., Any], name: str) -> Callable[..., Any]:

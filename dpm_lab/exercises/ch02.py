@@ -22,7 +22,7 @@ from ..gmm import GaussianMixture
 from ..param import Model
 from ..schedules import DiscreteSchedule
 from ..utils import randn
-from ._base import CPU, WrongAnswer, as_array, as_scalar, call, checker, close, example_pair, fmt, yours_or
+from ._base import CPU, WrongAnswer, as_array, as_scalar, call, checker, close, example_pair, fmt, make_use
 
 __all__ = ["check_alpha_bar", "check_ancestral_step", "check_ddpm_posterior", "check_elbo_weight",
            "check_eps_mean", "check_gaussian_kl", "check_noisy_sample", "check_simple_loss",
@@ -476,12 +476,4 @@ _REFERENCES: dict[str, Callable] = {"vae_kl": _vae_kl, "simple_loss": _simple_lo
                                     "eps_mean": _eps_mean}
 
 
-def use(name: str, answer: Any) -> Callable:
-    """The function later cells call for exercise `name`: the learner's `answer`, with the package's
-    version standing in while it is a stub (it says so once; see _base.yours_or).
-
-    A wrong answer is used as it is, so it is felt downstream.  Names: vae_kl, simple_loss,
-    gaussian_kl, elbo_weight, ancestral_step, eps_mean."""
-    if name not in _REFERENCES:
-        raise ValueError(f"no package version for {name!r}; names: {', '.join(_REFERENCES)}")
-    return yours_or(answer, _REFERENCES[name], name)
+use = make_use(_REFERENCES)   # use(name, answer): the learner's function, or the package's while a stub

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..utils import randn
-from ._base import WrongAnswer, as_array, as_scalar, call, checker, close, fmt, yours_or
+from ._base import WrongAnswer, as_array, as_scalar, call, checker, close, fmt, make_use
 
 __all__ = ["check_score_from_energy", "check_langevin_step", "check_ula_variance", "check_tweedie_denoiser",
            "check_sm_constant", "check_mode_weight_prediction", "check_annealed_langevin", "use"]
@@ -247,10 +247,4 @@ _REFERENCES = {"score_from_energy": _score_from_energy, "langevin_step": _langev
                "sm_constant": _sm_constant}
 
 
-def use(name: str, answer: Any) -> Callable:
-    """The function later cells call for exercise `name`: the learner's `answer`, with the package's version
-    standing in while it is a stub (it says so once; see _base.yours_or).  A wrong answer is used as it is.
-    Names: score_from_energy, langevin_step, tweedie_denoiser, annealed_langevin, ula_variance, sm_constant."""
-    if name not in _REFERENCES:
-        raise ValueError(f"no package version for {name!r}; names: {', '.join(_REFERENCES)}")
-    return yours_or(answer, _REFERENCES[name], name)
+use = make_use(_REFERENCES)   # use(name, answer): the learner's function, or the package's while a stub

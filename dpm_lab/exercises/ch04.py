@@ -20,7 +20,7 @@ from ..fokker_planck import fp_step
 from ..gmm import GaussianMixture
 from ..likelihood import divergence, gaussian_log_prob, log_likelihood
 from ..schedules import Cosine, RectifiedFlow, Schedule, VEGeometric, VPLinear
-from ._base import WrongAnswer, as_array, as_scalar, call, checker, close, example_pair, fmt, yours_or
+from ._base import WrongAnswer, as_array, as_scalar, call, checker, close, example_pair, fmt, make_use
 
 __all__ = ["check_sde_coefficients", "check_em_step", "check_fp_step", "check_pf_drift_gaussian",
            "check_em_orders", "check_likelihood_sign", "check_reverse_conditional", "use",
@@ -313,10 +313,4 @@ _REFERENCES: dict[str, Callable] = {"sde_coefficients": _sde_coefficients, "em_s
                                     "reverse_conditional": _reverse_conditional}
 
 
-def use(name: str, answer: Any) -> Callable:
-    """The function later cells call for exercise `name`: the learner's `answer`, with the package's version
-    standing in while it is a stub (it says so once; see _base.yours_or).  A wrong answer is used as it is.
-    Names: sde_coefficients, em_step, fp_step, pf_drift_gaussian, likelihood_sign, reverse_conditional."""
-    if name not in _REFERENCES:
-        raise ValueError(f"no package version for {name!r}; names: {', '.join(_REFERENCES)}")
-    return yours_or(answer, _REFERENCES[name], name)
+use = make_use(_REFERENCES)   # use(name, answer): the learner's function, or the package's while a stub

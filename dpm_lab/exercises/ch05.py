@@ -19,7 +19,7 @@ from ..losses import cfm
 from ..nflows import autograd_logdet
 from ..schedules import RectifiedFlow
 from ..utils import randn
-from ._base import CPU, WrongAnswer, as_array, call, checker, close, example_pair, fmt, yours_or
+from ._base import CPU, WrongAnswer, as_array, call, checker, close, example_pair, fmt, make_use
 
 __all__ = ["check_planar_logdet", "check_cfm_loss", "check_marginal_velocity", "check_heun_step",
            "check_marginal_slope_1d", "check_euler_point_mass", "check_training_pair", "use"]
@@ -282,11 +282,5 @@ _REFERENCES: dict[str, Callable] = {"cfm_loss": _cfm_loss, "marginal_velocity": 
                                     "heun_step": _heun_step, "planar_logdet": _planar_logdet}
 
 
-def use(name: str, answer: Any) -> Callable:
-    """The function later cells call for exercise `name`: the learner's `answer`, with the package's version
-    standing in while it is a stub (it says so once).  A wrong answer is used as it is.
-    Names: cfm_loss, marginal_velocity, heun_step, planar_logdet."""
-    if name not in _REFERENCES:
-        raise ValueError(f"no package version for {name!r}; names: {', '.join(_REFERENCES)}")
-    return yours_or(answer, _REFERENCES[name], name)
+use = make_use(_REFERENCES)   # use(name, answer): the learner's function, or the package's while a stub
 

@@ -18,7 +18,7 @@ from ..gmm import GaussianMixture, PointSet
 from ..param import Model, convert
 from ..schedules import Cosine, RectifiedFlow, Schedule, Trig, VPLinear, flow_time
 from ..utils import randn
-from ._base import WrongAnswer, as_array, as_scalar, call, checker, close, fmt, yours_or
+from ._base import WrongAnswer, as_array, as_scalar, call, checker, close, fmt, make_use
 
 __all__ = ["check_posterior_weights", "check_convert", "check_velocity_error_scale", "check_flow_time",
            "check_gamma_step", "check_gamma_prediction", "check_kinetic_energy"]
@@ -287,12 +287,4 @@ _REFERENCES: dict[str, Callable] = {"posterior_weights": _posterior_weights,
                                     "velocity_error_scale": _velocity_scale, "kinetic_energy": _kinetic}
 
 
-def use(name: str, answer: Any) -> Callable:
-    """The function later cells call for exercise `name`: the learner's `answer`, with the package's
-    version standing in while it is a stub (it says so once; see _base.yours_or).
-
-    A wrong answer is used as it is, so it is felt downstream.  Names: posterior_weights, convert,
-    flow_time, gamma_step, velocity_error_scale, kinetic_energy."""
-    if name not in _REFERENCES:
-        raise ValueError(f"no package version for {name!r}; names: {', '.join(_REFERENCES)}")
-    return yours_or(answer, _REFERENCES[name], name)
+use = make_use(_REFERENCES)   # use(name, answer): the learner's function, or the package's while a stub

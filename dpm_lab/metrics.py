@@ -11,11 +11,13 @@ All metrics take x (n, D) and y (m, D) tensors and return a Python float.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from . import ot
 from .gmm import GaussianMixture
 from .utils import check_choice, randn
 
@@ -83,18 +85,14 @@ def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
 def w2_exact(x: torch.Tensor, y: torch.Tensor) -> float:
     """Exact 2-Wasserstein distance between two equal-size point clouds by optimal assignment:
 
-        W2 = ( min_perm (1/n) sum_i ||x_i - y_perm(i)||^2 )^(1/2)   (scipy linear_sum_assignment).
+        W2 = ( min_perm (1/n) sum_i ||x_i - y_perm(i)||^2 )^(1/2)   (the plan of `ot.ot_permutation`).
 
     O(n^3): fine for n up to a few thousand.  Args: x (n, D), y (n, D).
     """
-    from scipy.optimize import linear_sum_assignment
-
     x, y = _as2d(x, "x"), _as2d(y, "y")
     if x.shape != y.shape:
         raise ValueError(f"w2_exact needs equal-size samples, got {tuple(x.shape)} and {tuple(y.shape)}")
-    cost = (_dist(x, y) ** 2).numpy()
-    rows, cols = linear_sum_assignment(cost)
-    return float(np.sqrt(cost[rows, cols].mean()))
+    return math.sqrt(ot.transport_cost(*ot.ot_coupling(x, y)))
 
 
 def nll(x: torch.Tensor, density: GaussianMixture) -> float:

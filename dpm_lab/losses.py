@@ -17,6 +17,7 @@ Score matching without a target (exact Hyvarinen, sliced) lives in ScoreMatching
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,7 +28,7 @@ from .schedules import Coeffs, DiscreteSchedule, RectifiedFlow, Schedule, VEGeom
 from .utils import Time, as_time, check_choice, check_finite, expand_t, rand, randint, randn
 
 __all__ = ["TimeDist", "WEIGHTINGS", "weighting", "matching_weight", "drop_labels", "DiffusionLoss",
-           "ScoreMatching", "ddpm_simple", "ddpm_elbo", "dsm", "cfm", "x0_loss", "v_loss", "velocity_loss",
+           "ScoreMatching", "implied_lambda_weight", "P_TIMES", "ddpm_simple", "ddpm_elbo", "dsm", "cfm", "x0_loss", "v_loss", "velocity_loss",
            "sliced_score_matching", "exact_score_matching", "classifier_loss",
            "jacobian_trace", "explicit_score_matching"]
 
@@ -57,6 +58,20 @@ class TimeDist:
             raise ValueError(f"the discrete time distribution needs L >= 1, got {self.L}")
         if self.name == "fixed":
             as_time(self.loc, name="loc")
+
+    def density(self, t: torch.Tensor) -> torch.Tensor:
+        """p_time(t) of the continuous distributions (uniform, logit_normal), float64 like t; 0 outside [t_min, t_max]."""
+        if self.name not in ("uniform", "logit_normal"):
+            raise ValueError(f"the {self.name} time distribution has no density; uniform and logit_normal have one")
+        t = torch.as_tensor(t, dtype=torch.float64)
+        width = self.t_max - self.t_min
+        s = ((t - self.t_min) / width).clamp(1e-300, 1 - 1e-16)      # the sigmoid's value, in (0, 1)
+        if self.name == "uniform":
+            p = torch.full_like(t, 1 / width)
+        else:                                                        # change of variables from z ~ N(0, 1)
+            z = ((torch.log(s) - torch.log1p(-s)) - self.loc) / self.scale
+            p = torch.exp(-0.5 * z ** 2) / math.sqrt(2 * math.pi) / (self.scale * s * (1 - s) * width)
+        return torch.where((t >= self.t_min) & (t <= self.t_max), p, torch.zeros_like(p))
 
     def __call__(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw n times, shape (n,), float64, on the generator's device."""
@@ -125,6 +140,33 @@ def weighting(schedule: Schedule, name: str | Callable, t: Time, kind: str = "ep
     """
     check_choice(kind, KINDS, "prediction kind")
     return _weight(name, schedule, schedule.coeffs(t), kind, sigma_data)
+
+
+P_TIMES = ("uniform", "logit_normal")   # the time distributions implied_lambda_weight takes by name, on (0, 1)
+
+
+def implied_lambda_weight(schedule: Schedule, kind: str, weight: str | Callable, t: torch.Tensor,
+                          p_time: str | TimeDist = "uniform") -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight per unit lambda that a loss puts on the noise MSE: (lambda_t, w(lambda_t)) (§6.2.2).
+
+    A `kind` loss with weighting omega(t) and times t ~ p_time is, at a fixed x_t,
+        int p_time(t) omega(t) ||kind err||^2 dt = int w(lambda) ||eps err||^2 dlambda,
+        w(lambda) = p_time(t) omega(t) / (|lambda_t'| m_t),   ||eps err||^2 = m_t ||kind err||^2,
+    with m_t = matching_weight(schedule, t, kind, 'eps') (Eq. s-e-x-v-equi).  The ELBO weighting gives
+    w = p_time(t), so w = 1 for every schedule and kind under uniform times.
+    Args: t (N,) times strictly inside (0, 1); p_time a P_TIMES name (on [0, 1]) or a TimeDist.
+    Returns two (N,) float64 tensors.
+    """
+    check_choice(kind, KINDS, "prediction kind")
+    if not isinstance(p_time, TimeDist):
+        check_choice(p_time, P_TIMES, "p_time")
+        p_time = TimeDist(p_time, 0.0, 1.0)
+    t = torch.as_tensor(t, dtype=torch.float64)
+    if t.dim() != 1 or ((t <= 0) | (t >= 1)).any():
+        raise ValueError("t must be a 1-d tensor of times strictly inside (0, 1)")
+    c = schedule.coeffs(t)
+    w = p_time.density(t) * weighting(schedule, weight, t, kind) / (c.d_lam.abs() * matching_weight(schedule, t, kind))
+    return c.lam, w
 
 
 def drop_labels(c: torch.Tensor, p_uncond: float, null_label: int, *,

@@ -5,6 +5,8 @@ Gaussian mixture and compare the learned field with the mixture's closed form at
 Tolerance: relative RMS error sqrt(E||f_phi - f*||^2 / E||f*||^2) below a stated bound (REL_TOL,
 looser for the score-matching objectives without a regression target, whose gradients are noisier).
 """
+import math
+
 import pytest
 import torch
 
@@ -279,3 +281,45 @@ def test_hyvarinen_and_explicit_score_matching_differ_by_a_constant():
     assert abs(float(const) - 0.5 * float(torch.linalg.inv(S).trace())) < 0.05
     with pytest.raises(ValueError, match="same shape"):
         losses.explicit_score_matching(s, true[:, :1])
+
+
+def test_implied_weight_of_the_elbo_is_flat_and_matches_the_definition():
+    t = torch.linspace(0.02, 0.98, 50, dtype=torch.float64)
+    for name in ("vp", "cosine", "flow", "trig", "ve", "edm"):
+        sch = dl.get_schedule(name)
+        for kind in dl.param.KINDS:
+            lam, w = losses.implied_lambda_weight(sch, kind, "elbo", t)
+            torch.testing.assert_close(w, torch.ones_like(w), rtol=1e-9, atol=1e-12)
+        # unweighted eps loss, uniform t: w = 1 / |lambda'| (the density of lambda), against autograd of lambda
+        tt = t.clone().requires_grad_(True)
+        dlam, = torch.autograd.grad(sch.lam(tt).sum(), tt)
+        _, w = losses.implied_lambda_weight(sch, "eps", "none", t)
+        torch.testing.assert_close(w, 1 / dlam.abs(), rtol=1e-8, atol=1e-12)
+    # the logit-normal density integrates to one
+    _, w = losses.implied_lambda_weight(dl.RectifiedFlow(), "eps", "elbo", torch.linspace(1e-4, 1 - 1e-4, 20001,
+                                      dtype=torch.float64), "logit_normal")
+    assert math.isclose(float(torch.trapezoid(w, dx=(1 - 2e-4) / 20000)), 1.0, rel_tol=1e-3)
+    with pytest.raises(ValueError, match="strictly inside"):
+        losses.implied_lambda_weight(dl.VPLinear(), "eps", "none", torch.tensor([0.0, 0.5]))
+    with pytest.raises(ValueError, match="p_time"):
+        losses.implied_lambda_weight(dl.VPLinear(), "eps", "none", torch.tensor([0.5]), "beta")
+
+
+@pytest.mark.parametrize("dist", [losses.TimeDist("uniform", 0.2, 0.9),
+                                  losses.TimeDist("logit_normal", 0.0, 1.0, loc=0.5, scale=0.8),
+                                  losses.TimeDist("logit_normal", 0.1, 0.95)])
+def test_time_density_matches_its_draws(dist):
+    # histogram of 200k draws in 20 bins against the density's integral over each bin; binomial s.e.
+    # sqrt(p(1-p)/n) <= 0.0012, tolerance 5 s.e.
+    n = 200_000
+    t = dist(n, generator=torch.Generator().manual_seed(0))
+    edges = torch.linspace(dist.t_min, dist.t_max, 21, dtype=torch.float64)
+    freq = torch.histc(t, 20, dist.t_min, dist.t_max) / n
+    fine = torch.linspace(dist.t_min + 1e-9, dist.t_max - 1e-9, 20 * 400 + 1, dtype=torch.float64)
+    dens = dist.density(fine)
+    mass = torch.stack([torch.trapezoid(dens[i * 400:(i + 1) * 400 + 1], fine[i * 400:(i + 1) * 400 + 1])
+                        for i in range(20)])
+    assert torch.allclose(freq, mass, atol=5 * 0.0012), (freq - mass).abs().max()
+    assert float(dist.density(torch.tensor([edges[0] - 0.05]))) == 0.0
+    with pytest.raises(ValueError, match="discrete time distribution has no density"):
+        losses.TimeDist("discrete", L=10).density(torch.tensor([0.5]))

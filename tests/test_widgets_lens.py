@@ -59,28 +59,6 @@ def test_four_predictions_controls_change_the_picture(gmm):
         dl.widgets.FourPredictionsExplorer(gmm, models={"bad": gmm})
 
 
-def test_implied_weight_of_the_elbo_is_flat_and_matches_the_definition():
-    t = torch.linspace(0.02, 0.98, 50, dtype=torch.float64)
-    for name in ("vp", "cosine", "flow", "trig", "ve", "edm"):
-        sch = dl.get_schedule(name)
-        for kind in dl.param.KINDS:
-            lam, w = lens.implied_lambda_weight(sch, kind, "elbo", t)
-            torch.testing.assert_close(w, torch.ones_like(w), rtol=1e-9, atol=1e-12)
-        # unweighted eps loss, uniform t: w = 1 / |lambda'| (the density of lambda), against autograd of lambda
-        tt = t.clone().requires_grad_(True)
-        dlam, = torch.autograd.grad(sch.lam(tt).sum(), tt)
-        _, w = lens.implied_lambda_weight(sch, "eps", "none", t)
-        torch.testing.assert_close(w, 1 / dlam.abs(), rtol=1e-8, atol=1e-12)
-    # the logit-normal density integrates to one
-    _, w = lens.implied_lambda_weight(dl.RectifiedFlow(), "eps", "elbo", torch.linspace(1e-4, 1 - 1e-4, 20001,
-                                      dtype=torch.float64), "logit_normal")
-    assert math.isclose(float(torch.trapezoid(w, dx=(1 - 2e-4) / 20000)), 1.0, rel_tol=1e-3)
-    with pytest.raises(ValueError, match="strictly inside"):
-        lens.implied_lambda_weight(dl.VPLinear(), "eps", "none", torch.tensor([0.0, 0.5]))
-    with pytest.raises(ValueError, match="p_time"):
-        lens.implied_lambda_weight(dl.VPLinear(), "eps", "none", torch.tensor([0.5]), "beta")
-
-
 def test_weighting_explorer_draws_its_curves():
     ex = dl.widgets.WeightingExplorer()
     d = ex.update(kind="x0", weighting="none")

@@ -6,7 +6,7 @@
     GammaFamilyExplorer       the reverse SDEs dx = [v* - gamma^2/2 s*] dt + gamma dw from gamma = 0 (PF-ODE)
                               to gamma = g (Anderson): shared marginals, different paths (§6.4)
 
-`implied_lambda_weight` is the number the weighting explorer draws.
+`dl.losses.implied_lambda_weight` is the number the weighting explorer draws.
 """
 from __future__ import annotations
 
@@ -20,16 +20,15 @@ from .. import viz
 from ..datasets import eight_gaussians_mixture
 from ..gmm import GaussianMixture
 from ..grids import time_grid
-from ..losses import matching_weight
+from ..losses import P_TIMES, TimeDist, implied_lambda_weight
 from ..losses import weighting as loss_weighting
 from ..param import KINDS, Model, TimeMappedModel
 from ..schedules import Schedule, VPLinear, get_schedule
-from ..utils import check_choice, randn
+from ..utils import randn
 from .base import Explorer, InvalidSelection
 from .field import FIELD_KINDS, SYMBOLS
 
-__all__ = ["FourPredictionsExplorer", "WeightingExplorer", "GammaFamilyExplorer", "implied_lambda_weight",
-           "P_TIMES"]
+__all__ = ["FourPredictionsExplorer", "WeightingExplorer", "GammaFamilyExplorer"]
 
 LENS_SCHEDULES = ("vp", "cosine", "flow", "trig", "ve", "edm")
 
@@ -192,37 +191,6 @@ class FourPredictionsExplorer(Explorer):
 
 
 # -- the loss template's weighting in lambda-space (§6.2.2) ------------------------------------------------
-P_TIMES = ("uniform", "logit_normal")
-
-
-def _p_time(name: str, t: torch.Tensor) -> torch.Tensor:
-    check_choice(name, P_TIMES, "p_time")
-    if name == "uniform":
-        return torch.ones_like(t)
-    logit = torch.log(t) - torch.log1p(-t)                   # t = sigmoid(z), z ~ N(0, 1)
-    return torch.exp(-0.5 * logit ** 2) / math.sqrt(2 * math.pi) / (t * (1 - t))
-
-
-def implied_lambda_weight(schedule: Schedule, kind: str, weight: str, t: torch.Tensor,
-                          p_time: str = "uniform") -> tuple[torch.Tensor, torch.Tensor]:
-    """The weight per unit lambda that a loss puts on the noise MSE: (lambda_t, w(lambda_t)) (§6.2.2).
-
-    A `kind` loss with weighting omega(t) and times t ~ p_time is, at a fixed x_t,
-        int p_time(t) omega(t) ||kind err||^2 dt = int w(lambda) ||eps err||^2 dlambda,
-        w(lambda) = p_time(t) omega(t) / (|lambda_t'| m_t),   ||eps err||^2 = m_t ||kind err||^2,
-    with m_t = losses.matching_weight(schedule, t, kind, 'eps') (Eq. s-e-x-v-equi).  The ELBO weighting
-    gives w = p_time(t) / 1, so w = 1 for every schedule and kind under uniform times.
-    Args: t (N,) times strictly inside (0, 1).  Returns two (N,) float64 tensors.
-    """
-    check_choice(kind, KINDS, "prediction kind")
-    t = torch.as_tensor(t, dtype=torch.float64)
-    if t.dim() != 1 or ((t <= 0) | (t >= 1)).any():
-        raise ValueError("t must be a 1-d tensor of times strictly inside (0, 1)")
-    c = schedule.coeffs(t)
-    w = _p_time(p_time, t) * loss_weighting(schedule, weight, t, kind) / (c.d_lam.abs() * matching_weight(schedule, t, kind))
-    return c.lam, w
-
-
 class WeightingExplorer(Explorer):
     """The weight a loss puts on each noise level, w(lambda) on the noise MSE, for every schedule (§6.2.2).
 
@@ -255,7 +223,7 @@ class WeightingExplorer(Explorer):
         for name, sch in self._schedules.items():
             lam, w = implied_lambda_weight(sch, kind, weighting, self.t, p_time)
             curves[name] = (lam, w)
-            omega[name] = _p_time(p_time, self.t) * loss_weighting(sch, weighting, self.t, kind)
+            omega[name] = TimeDist(p_time, 0.0, 1.0).density(self.t) * loss_weighting(sch, weighting, self.t, kind)
         return {"curves": curves, "omega": omega, "t": self.t, "kind": kind, "weighting": weighting, "p_time": p_time}
 
     def _setup(self) -> None:

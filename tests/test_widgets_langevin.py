@@ -87,6 +87,13 @@ def test_annealed_explorer_is_the_package_annealed_langevin():
         before = after
 
 
+def test_the_note_names_the_target_each_explorer_draws():
+    # Langevin has a temperature control, so its target is p^(1/T); annealed Langevin samples p itself
+    for explorer, target in ((L.LangevinExplorer(), "target p^(1/T):"), (L.AnnealedLangevinExplorer(), "target p:")):
+        explorer.update()
+        assert target in explorer.art["exact"]["note"].get_text()
+
+
 def test_explorers_are_exported():
     assert dl.widgets.LangevinExplorer is L.LangevinExplorer
     assert dl.widgets.AnnealedLangevinExplorer is L.AnnealedLangevinExplorer

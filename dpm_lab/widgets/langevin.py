@@ -90,6 +90,7 @@ class _TwoModes(Explorer):
     clear_axes = False
     figsize = (9.5, 3.4)
     n_chains = 256
+    has_temperature = False      # the target drawn is p, or p^(1/T) where a temperature control exists
     plane_title = "paths (blue) and final points (red)"
     U = np.linspace(-14, 14, 281)
 
@@ -142,7 +143,8 @@ class _TwoModes(Explorer):
         art["bars"].set_data(np.minimum(counts, 0.45))
         q, w_up = _target_u(a, T, self.U)
         art["target"].set_data(self.U, q)
-        art["note"].set_text(f"heavier mode: {res['upper']:.2f} of chains\ntarget p^(1/T): {w_up:.2f}")
+        target = "target p^(1/T)" if self.has_temperature else "target p"
+        art["note"].set_text(f"heavier mode: {res['upper']:.2f} of chains\n{target}: {w_up:.2f}")
 
 
 def _upper(x: torch.Tensor) -> float:
@@ -158,6 +160,8 @@ class LangevinExplorer(_TwoModes):
     about half of them instead of 0.8 (the mode-weight failure, §3.4.1).  With `model` (the zoo's ncsn_2modes,
     trained at a = 5) its score at its smallest level sigma_1 = 0.1 runs in the second row (only for a = 5).
     """
+
+    has_temperature = True
 
     compute_keys = ("log_eta", "temperature", "a")
     max_steps = 200
@@ -259,7 +263,8 @@ class _TabledModel:
 
 class AnnealedLangevinExplorer(_TwoModes):
     """Annealed Langevin dynamics of NCSN (§3.4.3) on 0.2 N((-5,-5), I) + 0.8 N((5,5), I): L geometric levels
-    from sigma_L = 20 down to sigma_1 = 0.1 (L = 1: sigma_1 alone, plain Langevin), K steps per level with
+    from sigma_L = 20 down to sigma_1 = 0.1 (L = 1: sigma_1 alone, and the chains start from N(0, sigma_1^2 I),
+    where K steps of the smallest step barely move them), K steps per level with
     eta_l = delta sigma_l^2 / sigma_1^2, chains started from N(0, sigma_L^2 I) (dl.dynamics.annealed_langevin).
 
     Controls: L, K, log10 of delta / sigma_1^2.  With enough levels the heavier mode gets its 0.8.

@@ -19,7 +19,7 @@ LAYERS = [
     ("data and storage", {"store", "datasets", "images"}),
     ("learning", {"nets", "losses", "train", "zoo", "ebm", "nflows"}),
     ("sampling", {"steps", "dynamics", "fast_solvers", "guidance", "samplers", "likelihood", "fokker_planck"}),
-    ("beyond", {"metrics", "digit_eval", "ot", "reflow", "distill", "flowmaps", "discrete"}),
+    ("beyond", {"metrics", "digit_eval", "ot", "reflow", "align", "distill", "flowmaps", "discrete"}),
     ("recipes", {"recipes"}),
     ("seeing", {"viz", "notebook", "widgets", "exercises"}),
     ("tooling", {"course"}),

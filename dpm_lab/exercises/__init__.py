@@ -12,10 +12,10 @@ One file per chapter (`ch00`, `ch01`, ...) holds that chapter's checks; `_base` 
 machinery (the `checker` decorator, "not attempted yet", closeness, formatting).
 `dl.exercises.EXERCISES` lists every check with the chapter it belongs to.
 """
-from . import ch00, ch01, ch02, ch03, ch04, ch05, ch06
+from . import ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12
 from ._base import EXERCISES
 
-CHAPTERS = (ch00, ch01, ch02, ch03, ch04, ch05, ch06)
+CHAPTERS = (ch00, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11, ch12)
 
 # every chapter's checks at the top level: dl.exercises.check_<name> (other names stay in their chapter)
 _CHECKS = [name for chapter in CHAPTERS for name in chapter.__all__ if name.startswith("check_")]

@@ -5,7 +5,11 @@
     dl.recipes.classifiers   the digit classifiers of dl.digit_eval (digit_classifier_*)
     dl.recipes.scores        chapter 03's energy and score models
     dl.recipes.flows         chapter 05's flow-matching and reflow models
+    dl.recipes.transport     chapter 07's OT-coupled flows and learned bridges
+    dl.recipes.guide         chapter 08's classifiers and aligned models
+    dl.recipes.distill       chapter 10's students
+    dl.recipes.flowmaps      chapter 11's flow-map models
 """
-from . import classifiers, flows, images, scores, toy
+from . import classifiers, distill, flowmaps, flows, guide, images, scores, toy, transport
 
-__all__ = ["classifiers", "flows", "images", "scores", "toy"]
+__all__ = ["classifiers", "flows", "images", "scores", "toy", "transport", "guide", "distill", "flowmaps"]

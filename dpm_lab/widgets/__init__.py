@@ -12,19 +12,21 @@ One file per explored object, reused across chapters:
     field.py        FieldExplorer       the four exact (and learned) fields over p_t
     trajectory.py   TrajectoryExplorer  sampler paths with a time scrubber
     langevin.py, sde.py, flows.py, lens.py   the explorers of chapters 03, 04, 05 and 06
+    transport.py, guide.py, solvers.py, distill.py, flowmaps.py, discrete.py   chapters 07-12
 
     ex = dl.widgets.ScheduleExplorer()
     ex                                   # in a notebook: the controls and the live figure
     ex.update(t=0.5)["alpha_t"]["vp"]    # the numbers behind the picture
 """
-from . import flows, langevin, lens, sde
+from . import discrete, distill, flows, flowmaps, guide, langevin, lens, sde, solvers, transport
 from .base import Explorer, InvalidSelection
 from .field import FIELD_KINDS, FieldExplorer
 from .schedule import ScheduleExplorer, digit_image
 from .trajectory import TrajectoryExplorer
 
-# the chapter explorers (langevin: Ch 03, sde: Ch 04, flows: Ch 05, lens: Ch 06) at the top level too
-CHAPTER_MODULES = (langevin, sde, flows, lens)
+# the chapter explorers (langevin: Ch 03, sde: Ch 04, flows: Ch 05, lens: Ch 06, transport: Ch 07, guide: Ch 08,
+# solvers: Ch 09, distill: Ch 10, flowmaps: Ch 11, discrete: Ch 12) at the top level too
+CHAPTER_MODULES = (langevin, sde, flows, lens, transport, guide, solvers, distill, flowmaps, discrete)
 for _module in CHAPTER_MODULES:
     globals().update({n: getattr(_module, n) for n in _module.__all__})
 

@@ -1,0 +1,6 @@
+"""Recipes for chapter 10's students.
+
+Under construction.
+"""
+
+__all__: list[str] = []

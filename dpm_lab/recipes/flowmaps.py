@@ -1,0 +1,6 @@
+"""Recipes for chapter 11's flow-map models.
+
+Under construction.
+"""
+
+__all__: list[str] = []

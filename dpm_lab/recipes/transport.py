@@ -1,0 +1,6 @@
+"""Recipes for chapter 07's optimal-transport and bridge models.
+
+Under construction.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,6 @@
+"""The explorers of chapter 10 (distillation).
+
+Under construction.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,6 @@
+"""The explorers of chapter 09 (fast solvers).
+
+Under construction.
+"""
+
+__all__: list[str] = []

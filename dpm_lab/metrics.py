@@ -1,18 +1,25 @@
 """Sample-quality metrics for low-dimensional samples, each with its floor.
 
 A metric between a model's samples and the target means little alone: two independent draws of
-the target itself give a positive value (the *floor*) at any finite sample size.  Report both:
+the target itself give a positive value (the *floor*) at any finite sample size, and both the
+floor and the model's value move from one draw to the next (W2 at n = 500 by about 20%).  The
+honest comparison is two spreads, each over several seeds:
 
-    w = w2_exact(samples, target_sample)              # model vs target, n vs n points
-    f = floor(w2_exact, sampler, n, generator=g)      # target vs target, same n
-    print(f"W2 = {w:.3f} = {w / f:.2f} x floor")
+    model = over_seeds(w2_exact, model_sampler, target_sampler, 500, seeds=range(5))
+    fl = floor_spread(w2_exact, target_sampler, 500, repeats=5, generator=g)
+    print(f"W2 {model} vs floor {fl}; distinguishable: {model.beyond(fl)}")
+
+`over_seeds` and `floor_spread` return a `Spread` (mean, std, per-seed values).  The older
+one-number form `floor(...)` (a mean over `repeats` pairs; `return_std=True` adds the std) stays.
+Claim a difference only when it is larger than the spread (`Spread.beyond`).
 
 All metrics take x (n, D) and y (m, D) tensors and return a Python float.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,7 +29,7 @@ from .gmm import GaussianMixture
 from .utils import check_choice, randn
 
 __all__ = ["sliced_wasserstein", "mmd", "median_bandwidth", "energy_distance", "w2_exact", "nll",
-           "mode_coverage", "floor"]
+           "mode_coverage", "floor", "floor_spread", "over_seeds", "Spread"]
 
 
 def _dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -118,12 +125,89 @@ def mode_coverage(x: torch.Tensor, mixture: GaussianMixture, *, by: str = "neare
             "tv": float(0.5 * (w - true).abs().sum())}
 
 
+@dataclass(frozen=True)
+class Spread:
+    """A metric over several independent draws: mean, sample std (ddof = 1; 0 for one value) and the values.
+
+    str() gives "mean +- std (k draws)".  `beyond(other, k)` says whether the two means differ by
+    more than k times the combined std sqrt(std_a^2 + std_b^2): only then is a difference a claim.
+    """
+    mean: float
+    std: float
+    values: tuple
+
+    @classmethod
+    def of(cls, values) -> Spread:
+        v = np.asarray([float(x) for x in values], dtype=float)
+        if v.size == 0:
+            raise ValueError("a Spread needs at least one value")
+        return cls(float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, tuple(v.tolist()))
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3g} +- {self.std:.2g} ({len(self.values)} draws)"
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+    def beyond(self, other: Spread, k: float = 2.0) -> bool:
+        """True when |mean - other.mean| > k sqrt(std^2 + other.std^2)."""
+        return abs(self.mean - other.mean) > k * math.hypot(self.std, other.std)
+
+
+def _check_count(value, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def floor_spread(metric: Callable, sampler: Callable, n: int, *, repeats: int = 5,
+                 generator: torch.Generator | None = None, **kwargs) -> Spread:
+    """The floor with its spread: metric(x, x') over `repeats` pairs of independent target draws of size n.
+
+    Args: metric(x, y, **kwargs) -> float; sampler(n, generator=...) -> (n, D); repeats >= 2 pairs,
+    all drawn from `generator` in turn.  Returns a Spread (mean, std over pairs, values).
+    """
+    _check_count(n, "n", 2)
+    _check_count(repeats, "repeats", 2)
+    return Spread.of(metric(sampler(n, generator=generator), sampler(n, generator=generator), **kwargs)
+                     for _ in range(repeats))
+
+
+def over_seeds(metric: Callable, sampler_a: Callable, sampler_b: Callable, n: int, *,
+               seeds: Iterable[int] = range(5), **kwargs) -> Spread:
+    """A metric between two samplers, once per seed: metric(sampler_a(n, g), sampler_b(n, g)), g seeded by each seed.
+
+    Use it for a model against the target (sampler_a draws the model's samples, sampler_b the target's)
+    and compare with `floor_spread` at the same n.  Each seed gets a fresh torch.Generator; sampler_a
+    draws first.  Returns a Spread over the seeds (values in the order of `seeds`).
+    """
+    _check_count(n, "n", 2)
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
+    vals = []
+    for s in seeds:
+        g = torch.Generator().manual_seed(int(s))
+        vals.append(metric(sampler_a(n, generator=g), sampler_b(n, generator=g), **kwargs))
+    return Spread.of(vals)
+
+
 def floor(metric: Callable, sampler: Callable, n: int, *, repeats: int = 3,
-          generator: torch.Generator | None = None, **kwargs) -> float:
+          generator: torch.Generator | None = None, return_std: bool = False,
+          **kwargs) -> float | tuple[float, float]:
     """The metric between two independent target draws of size n, averaged over `repeats` pairs.
 
     Args: metric(x, y, **kwargs); sampler(n, generator=...) -> (n, D); n the sample size used for the model.
-    A model's score is readable as metric / floor (1 = indistinguishable at this n).
+    A model's score is readable as metric / floor (1 = indistinguishable at this n), but only beside
+    the floor's spread: return_std=True returns (mean, std over the pairs, ddof = 1); `floor_spread`
+    returns the per-pair values too.
     """
+    _check_count(repeats, "repeats", 1)
     vals = [metric(sampler(n, generator=generator), sampler(n, generator=generator), **kwargs) for _ in range(repeats)]
-    return float(np.mean(vals))
+    sp = Spread.of(vals)
+    return (sp.mean, sp.std) if return_std else sp.mean

@@ -77,3 +77,45 @@ def test_sliced_wasserstein_directions_are_the_generators_draws(gen):
 def test_mode_coverage_bad_method():
     with pytest.raises(ValueError, match="unknown by 'nearst'"):
         metrics.mode_coverage(torch.zeros(3, 2), MIX, by="nearst")
+
+
+def test_floor_spread_and_return_std_agree_with_the_pairs():
+    fl = metrics.floor_spread(metrics.w2_exact, _target, 200, repeats=4, generator=torch.Generator().manual_seed(5))
+    # the same pairs drawn by hand from the same generator
+    g = torch.Generator().manual_seed(5)
+    vals = [metrics.w2_exact(_target(200, generator=g), _target(200, generator=g)) for _ in range(4)]
+    assert fl.values == pytest.approx(vals, rel=1e-12)
+    assert fl.mean == pytest.approx(sum(vals) / 4, rel=1e-12)
+    assert fl.std == pytest.approx(torch.tensor(vals, dtype=torch.float64).std().item(), rel=1e-9)      # ddof = 1
+    m, s = metrics.floor(metrics.w2_exact, _target, 200, repeats=4, generator=torch.Generator().manual_seed(5),
+                         return_std=True)
+    assert (m, s) == pytest.approx((fl.mean, fl.std), rel=1e-12)
+    # the old one-number call still gives the mean of the first three pairs
+    assert metrics.floor(metrics.w2_exact, _target, 200, generator=torch.Generator().manual_seed(5)) == \
+        pytest.approx(sum(vals[:3]) / 3, rel=1e-12)
+    assert fl.std > 0 and fl.low <= fl.mean <= fl.high
+
+
+def test_over_seeds_per_seed_values_and_beyond():
+    shifted = lambda n, generator=None: _target(n, generator=generator) + torch.tensor([1.0, 0.0])  # noqa: E731
+    sp = metrics.over_seeds(metrics.w2_exact, shifted, _target, 150, seeds=[3, 7, 11])
+    for s, v in zip([3, 7, 11], sp.values):
+        g = torch.Generator().manual_seed(s)
+        assert v == pytest.approx(metrics.w2_exact(shifted(150, generator=g), _target(150, generator=g)), rel=1e-12)
+    fl = metrics.floor_spread(metrics.w2_exact, _target, 150, repeats=3, generator=torch.Generator().manual_seed(0))
+    assert sp.beyond(fl)                                                   # a unit shift is seen
+    same = metrics.over_seeds(metrics.w2_exact, _target, _target, 150, seeds=range(3))
+    assert not same.beyond(fl)                                            # the target against itself is not
+    assert "3 draws" in str(sp)
+
+
+def test_spread_bad_arguments():
+    with pytest.raises(ValueError, match="repeats must be an int >= 2"):
+        metrics.floor_spread(metrics.w2_exact, _target, 50, repeats=1)
+    with pytest.raises(ValueError, match="seeds must hold at least one seed"):
+        metrics.over_seeds(metrics.w2_exact, _target, _target, 50, seeds=[])
+    with pytest.raises(ValueError, match="n must be an int >= 2"):
+        metrics.over_seeds(metrics.w2_exact, _target, _target, 1)
+    with pytest.raises(ValueError, match="repeats must be an int >= 1"):
+        metrics.floor(metrics.w2_exact, _target, 50, repeats=0)
+    assert metrics.Spread.of([2.0]).std == 0.0

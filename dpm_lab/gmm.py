@@ -384,6 +384,59 @@ class GaussianMixture:
         """The exact flow map Psi_{s->t}(x) of the PF-ODE, from s to t (§4.1.4, §11.1), shape (B, D)."""
         return self.flow(x, [float(s), float(t)], schedule, **kw)[-1]
 
+    # -- exact posteriors of a linear measurement y = A x0 + sigma_y z (§8.4) ---------------
+    def _measurement(self, A, y, sigma_y) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """A as (M, D), y as (M,) float64 on the means' device; clear errors naming the argument."""
+        if isinstance(self, PointSet):
+            raise TypeError("a point set has no Gaussian posterior of a measurement; use a GaussianMixture")
+        A = torch.as_tensor(A, dtype=torch.float64, device=self.means.device)
+        A = A[None] if A.dim() == 1 else A
+        if A.dim() != 2 or A.shape[1] != self.dim:
+            raise ValueError(f"A (the measurement operator) must have shape (M, {self.dim}), got {tuple(A.shape)}")
+        y = torch.as_tensor(y, dtype=torch.float64, device=self.means.device).flatten()
+        if y.numel() != A.shape[0]:
+            raise ValueError(f"y must have {A.shape[0]} entries (one per row of A), got {y.numel()}")
+        if not (isinstance(sigma_y, (int, float)) and math.isfinite(sigma_y) and sigma_y > 0):
+            raise ValueError(f"sigma_y (the measurement noise std) must be a finite float > 0, got {sigma_y!r}")
+        return A, y, float(sigma_y)
+
+    def _conditioned(self, A, y, sigma_y):
+        """Per component: log evidence log N(y; A mu_k, G_k) (K,), posterior means (K, D), covariances (K, D, D)."""
+        A, y, sy = self._measurement(A, y, sigma_y)
+        S = self.covs
+        G = A @ S @ A.T + sy ** 2 * torch.eye(A.shape[0], dtype=torch.float64, device=A.device)   # G_k = A S_k A^T + sy^2 I
+        K = torch.linalg.solve(G, A @ S).transpose(1, 2)                   # gain S_k A^T G_k^{-1}, (K, D, M)
+        r = y - self.means @ A.T                                           # y - A mu_k
+        post_m = self.means + (K @ r[..., None])[..., 0]
+        post_S = S - K @ A @ S
+        L = torch.linalg.cholesky(G)
+        z = torch.linalg.solve_triangular(L, r[..., None], upper=False)[..., 0]
+        log_ev = -0.5 * (z ** 2).sum(-1) - torch.log(torch.diagonal(L, dim1=1, dim2=2)).sum(-1) \
+            - 0.5 * A.shape[0] * math.log(2 * math.pi)
+        return log_ev, post_m, 0.5 * (post_S + post_S.transpose(1, 2))
+
+    def log_evidence(self, A, y, sigma_y: float) -> float:
+        """log p(y) = log sum_k w_k N(y; A mu_k, A Sigma_k A^T + sigma_y^2 I) for y = A x0 + sigma_y z."""
+        return float(torch.logsumexp(torch.log(self.weights) + self._conditioned(A, y, sigma_y)[0], 0))
+
+    def posterior(self, A, y, sigma_y: float) -> GaussianMixture:
+        """The exact posterior p(x0 | y) for y = A x0 + sigma_y z, z ~ N(0, I): again a Gaussian mixture (§8.4).
+
+        Each component is conditioned on y (Gaussian conditioning with gain K_k = Sigma_k A^T G_k^{-1},
+        G_k = A Sigma_k A^T + sigma_y^2 I: mean mu_k + K_k (y - A mu_k), covariance Sigma_k - K_k A Sigma_k)
+        and re-weighted by its evidence: w_k' proportional to w_k N(y; A mu_k, G_k).  Labels are kept.
+        Because the forward noise is independent of y, p_t(x_t | y) is this posterior noised by the
+        schedule, so `posterior(...).score(x_t, t, schedule)` is the exact grad log p_t(x_t | y).
+        Args: A (M, D) or (D,) for one row; y (M,); sigma_y > 0.
+        """
+        log_ev, m, S = self._conditioned(A, y, sigma_y)
+        w = torch.softmax(torch.log(self.weights) + log_ev, 0)
+        return GaussianMixture(w, m, S, labels=self.labels)
+
+    def likelihood_score(self, x_t: torch.Tensor, t: Time, schedule: Schedule, A, y, sigma_y: float) -> torch.Tensor:
+        """Exact grad_x log p_t(y | x_t) = grad log p_t(x_t | y) - grad log p_t(x_t) (Bayes, §8.4), shape (B, D)."""
+        return self.posterior(A, y, sigma_y).score(x_t, t, schedule) - self.score(x_t, t, schedule)
+
     def model(self, schedule: Schedule, c: Label = None, *, null_label: int | None = None) -> MixtureModel:
         """This mixture's exact fields as a sampler-ready Model under `schedule` (label null_label = no condition)."""
         return MixtureModel(self, schedule, c, null_label=null_label)

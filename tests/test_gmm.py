@@ -346,3 +346,62 @@ def test_posterior_cov_of_a_gaussian_and_by_monte_carlo():
     var_mc = (w * (x0.flatten() - mean) ** 2).sum()
     got = mix.posterior_cov(xt, sig / 3.0, dl.EDM(3.0))[0, 0, 0]
     assert abs(float(got - var_mc)) < 5e-3, (float(got), float(var_mc))
+
+
+# -- exact posteriors of a linear measurement y = A x0 + sigma_y z (§8.4) ---------------------------
+@pytest.mark.parametrize("A,y,sy", [([[1.0, 0.0]], [0.3], 0.2), ([[0.6, -0.8]], [-0.5], 0.5),
+                                    ([[1.0, 0.0], [0.0, 1.0]], [0.4, 0.2], 0.4)])
+def test_measurement_posterior_matches_importance_weights(mixture2d, A, y, sy):
+    # p(x0 | y) proportional to p(x0) N(y; A x0, sy^2 I): self-normalised importance weights on prior draws
+    g = torch.Generator().manual_seed(7)
+    x = mixture2d.sample(400_000, generator=g, dtype=torch.float64)
+    A_, y_ = torch.tensor(A, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+    logw = -0.5 * ((x @ A_.T - y_) ** 2).sum(-1) / sy ** 2
+    w = torch.softmax(logw, 0)
+    ess = float(1 / (w ** 2).sum())
+    mean_is = w @ x
+    cov_is = (w[:, None] * (x - mean_is)).T @ (x - mean_is)
+    post = mixture2d.posterior(A, y, sy)
+    tol = 5 * float(post.cov().diagonal().max().sqrt()) / ess ** 0.5        # 5 standard errors
+    torch.testing.assert_close(post.mean(), mean_is, atol=tol, rtol=0)
+    torch.testing.assert_close(post.cov(), cov_is, atol=3 * tol, rtol=0)
+    # the evidence p(y) = E_prior N(y; A x0, sy^2 I) by plain Monte Carlo
+    M = A_.shape[0]
+    lik = torch.exp(logw) / (2 * math.pi * sy ** 2) ** (M / 2)
+    ev_mc, ev_se = float(lik.mean()), float(lik.std() / len(lik) ** 0.5)
+    assert abs(math.exp(mixture2d.log_evidence(A, y, sy)) - ev_mc) < 5 * ev_se
+
+
+def test_posterior_score_is_the_noised_posterior_and_bayes(mixture2d, gen):
+    # grad log p_t(x_t | y) from the joint Gaussian of (x_t, y) per component, by autograd of log p_t(x_t, y)
+    sched = dl.VPLinear()
+    A, y, sy, t = torch.tensor([[0.6, -0.8]], dtype=torch.float64), torch.tensor([0.4], dtype=torch.float64), 0.3, 0.35
+    x = mixture2d.sample_marginal(6, t, sched, generator=gen, dtype=torch.float64).requires_grad_(True)
+    co = sched.coeffs(t)
+    a, s = float(co.alpha), float(co.sigma)
+    terms = []
+    for k in range(3):                                 # joint of (x_t, y) given k: mean (a mu, A mu), block covariance
+        mu, S = mixture2d.means[k], mixture2d.covs[k]
+        mean = torch.cat([a * mu, A @ mu])
+        top = torch.cat([a * a * S + s * s * torch.eye(2, dtype=torch.float64), a * S @ A.T], 1)
+        bot = torch.cat([a * A @ S, A @ S @ A.T + sy ** 2 * torch.eye(1, dtype=torch.float64)], 1)
+        dist = torch.distributions.MultivariateNormal(mean, torch.cat([top, bot], 0))
+        terms.append(math.log(float(mixture2d.weights[k])) + dist.log_prob(torch.cat([x, y.expand(6, 1)], 1)))
+    grad, = torch.autograd.grad(torch.logsumexp(torch.stack(terms), 0).sum(), x)
+    x = x.detach()
+    post = mixture2d.posterior(A, y, sy)
+    torch.testing.assert_close(post.score(x, t, sched), grad, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(mixture2d.likelihood_score(x, t, sched, A, y, sy), grad - mixture2d.score(x, t, sched),
+                               rtol=1e-8, atol=1e-8)
+
+
+def test_measurement_bad_input(mixture2d):
+    with pytest.raises(ValueError, match="A \\(the measurement operator\\)"):
+        mixture2d.posterior([[1.0, 0.0, 0.0]], [0.1], 0.1)
+    with pytest.raises(ValueError, match="y must have 1"):
+        mixture2d.posterior([[1.0, 0.0]], [0.1, 0.2], 0.1)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="sigma_y"):
+            mixture2d.posterior([[1.0, 0.0]], [0.1], bad)
+    with pytest.raises(TypeError, match="point set"):
+        dl.PointSet(torch.zeros(3, 2)).posterior([[1.0, 0.0]], [0.1], 0.1)

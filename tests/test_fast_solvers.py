@@ -108,3 +108,51 @@ def test_fast_solvers_are_the_registered_ones():
     for solver in fs.FAST_SOLVERS:
         assert samplers.SOLVERS[solver.name] is solver
     assert samplers.SOLVERS["dpm_solver_3"].nfe(4) == 10 and samplers.SOLVERS["dpmpp_3m"].multistep
+
+
+# -- ParaDiGMS (§9.7) ----------------------------------------------------------------------------------------
+def _picard_setup(n=40, b=16):
+    import dpm_lab as dl
+    model = dl.datasets.eight_gaussians_mixture().model(schedules.VPLinear())
+    grid = dl.grids.time_grid(model.schedule, n, "quadratic")
+    return model, _x(3, b), grid
+
+
+def test_euler_path_is_the_samplers_euler_run():
+    model, x, grid = _picard_setup()
+    torch.testing.assert_close(fs.euler_path(model, x, grid), samplers.trajectory(model, x, grid, "euler"))
+
+
+@pytest.mark.parametrize("window", [1, 4, 40])
+def test_picard_fixed_point_is_the_sequential_euler_solution(window):
+    """tol = 0: the window slides only past points that stopped changing, so the answer IS Euler's."""
+    model, x, grid = _picard_setup()
+    res = fs.paradigms(model, x, grid, window=window, tol=0.0)
+    torch.testing.assert_close(res.path, fs.euler_path(model, x, grid), rtol=0, atol=1e-12)
+    assert res.sweeps <= 40                               # each sweep fixes at least one more point
+    assert res.evaluations == sum(res.window_sizes) and max(res.window_sizes) <= window
+    if window == 1:                                       # a window of one is the sequential solver
+        assert res.sweeps == 40 and res.evaluations == 40
+
+
+def test_picard_with_a_tolerance_needs_fewer_sweeps_and_stays_within_it():
+    model, x, grid = _picard_setup()
+    seq = fs.euler_path(model, x, grid)
+    res = fs.paradigms(model, x, grid, window=40, tol=1e-6)
+    assert res.sweeps < 20 and res.evaluations > 40      # fewer rounds, more total work
+    err = (res.x - seq[-1]).pow(2).mean().sqrt()
+    assert err < 1e-4                                     # tolerance 1e-6 per point, amplified along 40 steps
+    loose = fs.paradigms(model, x, grid, window=40, tol=1e-3)
+    assert loose.sweeps <= res.sweeps and (loose.x - seq[-1]).pow(2).mean().sqrt() > err
+
+
+def test_picard_rejects_bad_input():
+    model, x, grid = _picard_setup()
+    with pytest.raises(ValueError, match="window"):
+        fs.paradigms(model, x, grid, window=0)
+    with pytest.raises(ValueError, match="tol"):
+        fs.paradigms(model, x, grid, tol=-1.0)
+    with pytest.raises(ValueError, match="descending"):
+        fs.paradigms(model, x, list(grid)[::-1])
+    with pytest.raises(RuntimeError, match="no convergence"):
+        fs.paradigms(model, x, grid, tol=0.0, max_sweeps=3)

@@ -17,7 +17,7 @@ from .base import Explorer
 __all__ = ["FieldExplorer", "FIELD_KINDS"]
 
 FIELD_KINDS = ("x0", "eps", "score", "velocity")
-SYMBOLS = {"x0": "x\u2080*", "eps": "\u03b5*", "score": "\u2207log p\u209c", "velocity": "v*"}
+SYMBOLS = {"x0": "x\u2080* - x\u209c", "eps": "\u03b5*", "score": "\u2207log p\u209c", "velocity": "v*"}
 
 
 class FieldExplorer(Explorer):
@@ -36,7 +36,8 @@ class FieldExplorer(Explorer):
         n_density: grid points per side of the density drawn behind the arrows.
 
     The drawn arrows are `ex.quivers[row][kind]` (row "exact" or "learned"); their U, V are the
-    field (unit vectors with normalize) on `update()["points"]`.
+    field (unit vectors with normalize) on `update()["points"]`, except for x0, whose arrows are the
+    displacement x0*(x_t) - x_t: a point x0* drawn as an arrow at x_t would mean nothing.
     """
 
     compute_keys = ("t", "schedule")
@@ -117,7 +118,8 @@ class FieldExplorer(Explorer):
                 ax.set_xlim(-self.lim, self.lim)
                 ax.set_ylim(-self.lim, self.lim)
                 ax.set_aspect("equal", adjustable="box")
-                ax.set_title(f"{row} {viz.PREDICTION_LABELS[kind]}", fontsize=9)
+                label = (r"$x_0^*(x_t)-x_t$ (denoiser step)" if kind == "x0" else viz.PREDICTION_LABELS[kind])
+                ax.set_title(f"{row} {label}", fontsize=9)
                 ax.tick_params(labelsize=7, labelleft=c == 0, labelbottom=r == len(self._rows()) - 1)
         self._suptitle = self.animated(self.fig.suptitle(" ", fontsize=10))
 
@@ -131,7 +133,8 @@ class FieldExplorer(Explorer):
         h = 2 * self.lim / (self.n - 1)                      # arrow spacing
         for row in self._rows():
             for kind in FIELD_KINDS:
-                u = viz.to_numpy(data[row][kind]).reshape(self.n, self.n, 2)
+                field = data[row][kind] - data["points"].to(data[row][kind].dtype) if kind == "x0" else data[row][kind]
+                u = viz.to_numpy(field).reshape(self.n, self.n, 2)
                 U, V = u[..., 0], u[..., 1]
                 norm = np.sqrt(U ** 2 + V ** 2)
                 q = self.quivers[row][kind]

@@ -17,7 +17,7 @@ from . import ebm, losses, nets, nflows, train, zoo
 from . import dynamics, fast_solvers, fokker_planck, guidance, likelihood, samplers, steps
 
 # beyond, recipes (importing them registers every recipe in the zoo), seeing
-from . import align, digit_eval, distill, flowmaps, metrics, ot, reflow
+from . import align, digit_eval, discrete, distill, flowmaps, metrics, ot, reflow
 from . import recipes
 from . import exercises, notebook, viz, widgets
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .param import convert
+from .param import _convert as convert  # no finiteness check on the sampling path
 from .schedules import Schedule
 from .steps import FieldModel, Solver, as_solver, begin, check_times, coeffs, need, new_state, noise, x0_eps
 from .utils import as_time, check_choice, check_x
@@ -137,6 +137,9 @@ def gamma_sde_step(model: FieldModel, x: torch.Tensor, s: float, t: float, *, st
             SDE (gamma = g(t)).  gamma = 0 is Euler on the PF-ODE.
     """
     cs, _, state = begin(model, s, t, state, "gamma_sde")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"x contains NaN or inf at s = {float(s):g}: gamma_sde_step needs a finite state "
+                         "(a bad input, or an earlier step diverged: try more steps)")
     s, t, gam = cs.t, float(t), _gamma_value(gamma, model.schedule, cs.t)
     v, score = _v_and_score(model, x, s, state)
     dt = s - t

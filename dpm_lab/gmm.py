@@ -201,6 +201,11 @@ class GaussianMixture:
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x_t must have shape (B, {self.dim}), got {tuple(x.shape)}")
 
+    @staticmethod
+    def _check_finite(x_t, method: str) -> None:
+        if isinstance(x_t, torch.Tensor) and not torch.isfinite(x_t).all():
+            raise ValueError(f"x_t contains NaN or inf; {method} needs finite points")
+
     def _stats(self, x_t, t, schedule, c=None):
         """Per-component quantities at (x_t, t): logits log w_k N(x_t; a mu_k, C_k) (B, K), whitened
         residual z = U^T (x - a mu) (B, K, D), C's eigenvalues (B or 1, K, D) and the coefficients."""
@@ -303,6 +308,7 @@ class GaussianMixture:
 
             sum_k r_k (g_k g_k^T - C_k^{-1}) - s s^T,   g_k = -C_k^{-1} (x_t - alpha_t mu_k),  s = sum_k r_k g_k.
         """
+        self._check_finite(x_t, "score_hessian")
         logits, z, denom, a, co = self._stats(x_t, t, schedule)
         r = torch.softmax(logits, -1)                                    # (B, K)
         g = -self._back(z / denom)                                       # (B, K, D)
@@ -318,6 +324,7 @@ class GaussianMixture:
             P_k = Sigma_k - alpha^2 Sigma_k C_k^{-1} Sigma_k,  m = x0*(x_t).
         Second-order Tweedie: it equals (sigma_t^2 I + sigma_t^4 Hessian log p_t) / alpha_t^2 (score_hessian).
         """
+        self._check_finite(x_t, "posterior_cov")
         logits, z, denom, a, co = self._stats(x_t, t, schedule)
         r = torch.softmax(logits, -1)
         m_k = self.means + self._back(a * self._evals * z / denom)      # (B, K, D)

@@ -89,6 +89,16 @@ def gaussian_log_prob(x: torch.Tensor, std: float) -> torch.Tensor:
     return -0.5 * (x.flatten(1) ** 2).sum(1) / std ** 2 - d * math.log(std) - 0.5 * d * math.log(2 * math.pi)
 
 
+def _check_points(x: torch.Tensor, name: str) -> torch.Tensor:
+    """check_x, plus at least one point and only finite values (a likelihood of NaN is no answer)."""
+    check_x(x, name)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch, shape {tuple(x.shape)}: pass at least one point")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf: the likelihood is defined at finite points only")
+    return x
+
+
 def data_time(model: FieldModel, x: torch.Tensor) -> float:
     """The earliest time the PF-ODE can be integrated from at x: 0.0 where v(x, 0) is finite, else schedule.t_eps.
 
@@ -135,7 +145,7 @@ def log_likelihood(model: FieldModel, x0: torch.Tensor, *, t_min: float | None =
     """
     from scipy.integrate import solve_ivp
 
-    check_x(x0, "x0")
+    _check_points(x0, "x0")
     check_choice(method, ("exact", "hutchinson"), "method")
     sch = model.schedule
     t_min = data_time(model, x0) if t_min is None else float(t_min)
@@ -200,7 +210,7 @@ def ddpm_elbo(model: FieldModel, x0: torch.Tensor, *, steps: int | None = None, 
     Returns:
         dict of (B,) tensors in nats: prior, recon, diffusion, nll (their sum, an upper bound on -log p).
     """
-    check_x(x0, "x0")
+    _check_points(x0, "x0")
     sch = model.schedule
     L = steps if steps is not None else getattr(sch, "L", 1000)
     if isinstance(L, bool) or not isinstance(L, int) or L < 1:

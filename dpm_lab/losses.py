@@ -25,10 +25,10 @@ import torch
 
 from .param import KINDS, TABLE, Label, Model
 from .schedules import Coeffs, DiscreteSchedule, RectifiedFlow, Schedule, VEGeometric
-from .utils import Time, as_time, check_choice, check_finite, expand_t, rand, randint, randn
+from .utils import Time, as_time, check_choice, check_finite, check_x, expand_t, rand, randint, randn
 
 __all__ = ["TimeDist", "WEIGHTINGS", "weighting", "matching_weight", "drop_labels", "DiffusionLoss",
-           "ScoreMatching", "implied_lambda_weight", "P_TIMES", "ddpm_simple", "ddpm_elbo", "dsm", "cfm", "x0_loss", "v_loss", "velocity_loss",
+           "ScoreMatching", "implied_lambda_weight", "P_TIMES", "ddpm_simple", "elbo_loss", "dsm", "cfm", "x0_loss", "v_loss", "velocity_loss",
            "sliced_score_matching", "exact_score_matching", "classifier_loss",
            "jacobian_trace", "explicit_score_matching"]
 
@@ -186,6 +186,25 @@ def _reduce(err: torch.Tensor, how: str) -> torch.Tensor:
     return err.sum(1) if how == "sum" else err.mean(1)
 
 
+def _t_and_eps(p_time, x0: torch.Tensor, t, eps, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check x0, t and eps against each other (clear errors, not broadcasting ones); draw the missing ones."""
+    check_x(x0, "x0")
+    B = x0.shape[0]
+    if eps is not None and (not isinstance(eps, torch.Tensor) or eps.shape != x0.shape):
+        got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
+        raise ValueError(f"eps must be a tensor of x0's shape {tuple(x0.shape)}, got {got}")
+    if t is None:
+        t = p_time(B, generator=generator)
+    else:
+        t = as_time(t)
+        if t.dim() > 1 or (t.dim() == 1 and t.shape[0] not in (1, B)):
+            raise ValueError(f"t must be a float, a 0-d tensor or a tensor of shape ({B},) (one time per row "
+                             f"of x0), got shape {tuple(t.shape)}")
+        t = t.expand(B)
+    eps = randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if eps is None else eps
+    return t, eps
+
+
 @dataclass
 class DiffusionLoss:
     """The template omega(t) ||NN(x_t, t) -> kind  -  (A_t x0 + B_t eps)||^2 with t ~ p_time (§6.2.2).
@@ -219,8 +238,7 @@ class DiffusionLoss:
 
     def __call__(self, model: Model, x0: torch.Tensor, c: Label = None, *, eps: torch.Tensor | None = None,
                  t: Time | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        t = self.p_time(x0.shape[0], generator=generator) if t is None else as_time(t).expand(x0.shape[0])
-        eps = randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if eps is None else eps
+        t, eps = _t_and_eps(self.p_time, x0, t, eps, generator)
         if c is not None and self.p_uncond > 0:
             c = drop_labels(c, self.p_uncond, self.null_label, generator=generator)
         co = self.schedule.coeffs(t)                                   # every coefficient, validated once
@@ -242,8 +260,9 @@ def ddpm_simple(schedule: Schedule) -> DiffusionLoss:
     return DiffusionLoss(schedule, "eps", "none", _default_time(schedule))
 
 
-def ddpm_elbo(schedule: Schedule, t_max: float = 1.0) -> DiffusionLoss:
-    """The diffusion term of the ELBO in continuous time: (-lambda_t') ||eps_phi - eps||^2 summed over
+def elbo_loss(schedule: Schedule, t_max: float = 1.0) -> DiffusionLoss:
+    """(Was `losses.ddpm_elbo`; renamed so as not to share a name with `likelihood.ddpm_elbo`, the discrete
+    bound evaluated on data.)  A training loss: the diffusion term of the ELBO in continuous time: (-lambda_t') ||eps_phi - eps||^2 summed over
     dimensions, t ~ U (§2.2, §6.2.2).  With lambda = log(alpha/sigma) this is VDM's
     -1/2 SNR'(t) ||x0 - x0_phi||^2 (SNR = e^(2 lambda)), the limit of the per-step KL terms: no factor 1/2
     is left.  Needs alpha_t > 0 on [t_eps, t_max]."""
@@ -327,6 +346,9 @@ def explicit_score_matching(score: torch.Tensor, true_score: torch.Tensor) -> to
     if score.shape != true_score.shape:
         raise ValueError(f"score and true_score must have the same shape, got {tuple(score.shape)} "
                          f"and {tuple(true_score.shape)}")
+    for v, name in ((score, "score"), (true_score, "true_score")):
+        if not torch.isfinite(v).all():
+            raise ValueError(f"{name} contains NaN or inf; explicit_score_matching needs finite scores")
     return 0.5 * ((score - true_score) ** 2).flatten(1).sum(1)
 
 
@@ -353,8 +375,7 @@ class ScoreMatching:
 
     def __call__(self, model: Model, x0: torch.Tensor, c: Label = None, *, eps: torch.Tensor | None = None,
                  t: Time | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        t = self.p_time(x0.shape[0], generator=generator) if t is None else as_time(t).expand(x0.shape[0])
-        eps = randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device) if eps is None else eps
+        t, eps = _t_and_eps(self.p_time, x0, t, eps, generator)
         co = self.schedule.coeffs(t)
         x_t = expand_t(co.alpha, x0) * x0 + expand_t(co.sigma, x0) * eps
         x_t = x_t.detach().requires_grad_(True)

@@ -167,8 +167,18 @@ def convert(schedule: Schedule, x_t: torch.Tensor, t: Time, value: torch.Tensor,
     """Convert a prediction of kind `src` into kind `dst` (§6.3.1, Eq. predictions-equivalence).
 
     (x0, eps) = solve(src row, x_t, value), then A_dst x0 + B_dst eps.
-    Args: x_t, value (B, *D); t a float, 0-d or (B,) tensor.  Returns (B, *D).
+    Args: x_t, value (B, *D), finite; t a float, 0-d or (B,) tensor.  Returns (B, *D).
     """
+    _row(src), _row(dst)
+    _check_value(value, x_t)
+    for v, name in ((x_t, "x_t"), (value, "value")):
+        if not torch.isfinite(v).all():
+            raise ValueError(f"{name} contains NaN or inf; convert needs finite inputs")
+    return _convert(schedule, x_t, t, value, src, dst)
+
+
+def _convert(schedule: Schedule, x_t: torch.Tensor, t: Time, value: torch.Tensor, src: str, dst: str) -> torch.Tensor:
+    """`convert` without the finiteness check: the models' hot path (a diverged sampler's NaN passes through)."""
     src_row, dst_row = _row(src), _row(dst)
     if src == dst:
         return value
@@ -206,7 +216,7 @@ def pf_ode_drift(schedule: Schedule, x_t: torch.Tensor, t: Time, value: torch.Te
         score: (alpha'/alpha) x + sigma^2 lambda' score   (= f x - g^2/2 score)
     Computed as the conversion to the velocity row.  Args: x_t, value (B, *D).  Returns (B, *D).
     """
-    return convert(schedule, x_t, t, value, kind, "velocity")
+    return _convert(schedule, x_t, t, value, kind, "velocity")
 
 
 def error_scale(schedule: Schedule, t: Time, kind: str) -> torch.Tensor:
@@ -241,7 +251,7 @@ class Model:
     def predict(self, x_t: torch.Tensor, t: Time, kind: str = "eps", c: Label = None) -> torch.Tensor:
         """The prediction of kind `kind` (x0, eps, score, velocity or v), shape like x_t."""
         check_choice(kind, KINDS, "prediction kind")
-        return convert(self.schedule, x_t, t, self.raw(x_t, t, c), self.kind, kind)
+        return _convert(self.schedule, x_t, t, self.raw(x_t, t, c), self.kind, kind)
 
     def x0(self, x_t: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
         """The clean-data prediction (the denoiser), shape like x_t."""

@@ -8,7 +8,8 @@ x_t = (1 - t) x_target + t x_source, and the flow runs from the source at t = 1 
     paired_cfm(schedule)       the reflow loss ||v(x_t, t) - (x_source - x_target)||^2 on given pairs
     straightness(path)         S = int_0^1 E||(y_end - y_start) - dy/dt||^2 dt (§5.4, property II)
     chord_arc(path)            E[ chord length / arc length ] (1 = straight)
-    crossings(a, b)            the fraction of pairs whose straight paths swap sides (1-D: cross); 0 for OT
+    swappable_pairs(a, b)      the fraction of pairs cheaper swapped (1-D: paths cross); 0 for OT
+    crossings(a, b)            its older name
 
 Reflow rounds themselves (train on a coupling, re-couple, repeat) live in dpm_lab.recipes.flows.
 """
@@ -22,7 +23,7 @@ from .samplers import trajectory
 from .schedules import Schedule
 from .utils import check_x
 
-__all__ = ["flow_grid", "flow_path", "couple", "paired_cfm", "straightness", "chord_arc", "crossings"]
+__all__ = ["flow_grid", "flow_path", "couple", "paired_cfm", "straightness", "chord_arc", "swappable_pairs", "crossings"]
 
 
 def _positive_int(value, name: str) -> int:
@@ -94,20 +95,27 @@ def chord_arc(path: torch.Tensor) -> float:
     return float((chord[keep] / arc[keep]).mean()) if keep.any() else 1.0
 
 
-def crossings(x_start: torch.Tensor, x_end: torch.Tensor) -> float:
-    """The fraction of pairs (i < j) of a coupling whose straight paths swap sides: <d_start, d_end> < 0 with
-    d = x_i - x_j at the start and at the end.
+def swappable_pairs(x_start: torch.Tensor, x_end: torch.Tensor) -> float:
+    """The fraction of pairs (i < j) of a coupling that are cheaper swapped: <d_start, d_end> < 0 with
+    d = x_i - x_j at the start and at the end.  (`crossings` is the same function under its older name.)
 
-    In 1-D this is exactly "the two paths cross".  In any dimension such a pair would be cheaper swapped
+    In 1-D this is exactly "the two paths cross"; in 2-D and above two such paths need not meet at all,
+    so the honest name is *swappable pairs*.  In any dimension such a pair would be cheaper swapped
     (||x_i - y_i||^2 + ||x_j - y_j||^2 > ||x_i - y_j||^2 + ||x_j - y_i||^2 is the same inequality), so the
     quadratic-cost OT coupling has none (cyclical monotonicity); independent pairs have about half.  Uses all
     pairs: keep B below a few thousand.  Args: x_start, x_end (B, *D).
     """
     a, b = check_x(x_start, "x_start"), check_x(x_end, "x_end")
+    for v, name in ((a, "x_start"), (b, "x_end")):
+        if not torch.isfinite(v).all():
+            raise ValueError(f"{name} contains NaN or inf: the swappable-pair count needs finite points")
     if a.shape != b.shape:
         raise ValueError(f"x_start and x_end must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] < 2:
-        raise ValueError(f"crossings needs at least two pairs, got {a.shape[0]}")
+        raise ValueError(f"swappable_pairs needs at least two pairs, got {a.shape[0]}")
     a, b = a.flatten(1).double(), b.flatten(1).double()
     i, j = torch.triu_indices(a.shape[0], a.shape[0], 1)
     return float((((a[i] - a[j]) * (b[i] - b[j])).sum(1) < 0).double().mean())
+
+
+crossings = swappable_pairs          # the older name (exact in 1-D only)

@@ -277,6 +277,9 @@ def sample(model: FieldModel, x_T: torch.Tensor, grid: Any = None, method: Any =
            generator: torch.Generator | None = None, **opts: Any) -> Iterator[StepRecord]:
     """Run a solver along a descending grid, yielding a StepRecord at every grid time (n+1 records).
 
+    The arguments (method, x_T, grid or nfe, options) are checked when `sample` is called, before
+    the first step; the returned iterator then runs one step per record.
+
     x_{t_{i+1}}, state = solver.step(model, x_{t_i}, t_i, t_{i+1}, state=state, generator=generator,
     **options_i), options_i = solver.step_options(n, **opts)[i] (the solver's plan).
     Args:
@@ -294,6 +297,12 @@ def sample(model: FieldModel, x_T: torch.Tensor, grid: Any = None, method: Any =
     check_x(x_T, "x_T")
     ts = _times_of(model.schedule, solver, grid, nfe, spacing, opts)
     per_step = solver.step_options(len(ts) - 1, **opts)
+    # validated above, before the first step; the steps themselves run lazily in _steps
+    return _steps(solver, model, x_T, ts, per_step, denoise, c, generator)
+
+
+def _steps(solver, model, x_T, ts, per_step, denoise, c, generator) -> Iterator[StepRecord]:
+    """The generator behind `sample`: its arguments are already validated."""
     counted, state, x = _Counted(model, c), None, x_T
     yield StepRecord(0, ts[0], x, None, 0)
     for i, (s, t) in enumerate(zip(ts[:-1], ts[1:]), start=1):

@@ -130,7 +130,7 @@ class _ZeroEps:
 
 
 @pytest.mark.parametrize("name", ["vp", "cosine", "flow"])
-def test_ddpm_elbo_is_vdm_continuous_elbo(name):
+def test_elbo_loss_is_vdm_continuous_elbo(name):
     # VDM: -1/2 SNR'(t) ||x0 - x0_hat||^2, SNR' by a central difference of alpha^2/sigma^2 (not lambda')
     sched = dl.get_schedule(name)
     g = torch.Generator().manual_seed(0)
@@ -142,13 +142,13 @@ def test_ddpm_elbo_is_vdm_continuous_elbo(name):
     co = sched.coeffs(t)
     x0_err = (co.sigma / co.alpha) * eps                      # x0_hat = (x_t - sigma * 0) / alpha
     vdm = -0.5 * d_snr * (x0_err ** 2).sum(1)
-    ours = losses.ddpm_elbo(sched)(_ZeroEps(), x0, eps=eps, t=t)
+    ours = losses.elbo_loss(sched)(_ZeroEps(), x0, eps=eps, t=t)
     assert torch.allclose(ours, vdm.to(ours.dtype), rtol=1e-6)
 
 
-def test_ddpm_elbo_trains_over_all_t():
+def test_elbo_loss_trains_over_all_t():
     sched = dl.VPLinear()
-    loss = losses.ddpm_elbo(sched, t_max=0.95)
+    loss = losses.elbo_loss(sched, t_max=0.95)
     _fit_and_compare(loss, sched, "eps", 0.5, "eps", steps=1200, tol=0.2)
 
 
@@ -172,7 +172,7 @@ def test_named_instances_run_and_return_per_sample_losses(gen):
     disc = dl.DiscreteSchedule.linear(100, 1e-3, 0.1)
     assert losses.ddpm_simple(disc).p_time.name == "discrete"
     sched = dl.VPLinear()
-    for loss, kind in [(losses.ddpm_simple(sched), "eps"), (losses.ddpm_elbo(sched), "eps"),
+    for loss, kind in [(losses.ddpm_simple(sched), "eps"), (losses.elbo_loss(sched), "eps"),
                        (losses.x0_loss(sched, "edm", 0.5), "x0"), (losses.v_loss(sched), "v"),
                        (losses.velocity_loss(sched), "velocity"), (losses.dsm(), "score"), (losses.cfm(), "velocity")]:
         model = nets.Predictor(nets.MLP(2, 8, 1), loss.schedule, kind)

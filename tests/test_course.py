@@ -204,32 +204,63 @@ def test_grade_right_wrong_stub_raising_and_broken(tmp_path, capsys):
     nbformat.write(_student_nb("import dpm_lab as dl", RIGHT, "dl.exercises.check_vp_alpha(my_alpha)",
                                WRONG, "dl.exercises.check_forward_noise(my_forward_noise)",
                                "my_eps_from_x0 = None", "dl.exercises.check_eps_from_x0(my_eps_from_x0)",
-                               "x = 1 / 0  # a bug", "dl.exercises.check_score_from_eps(None)"),
+                               "x = 1 / 0  # a bug", "dl.exercises.check_score_from_eps(None)",
+                               "dl.exercises.check_ddim_port(my_undefined)"),
                    ann / "00_tour.ipynb")
     (ann / "01_generative_modeling.ipynb").write_text("{not json", encoding="utf-8")
     (ann / "notes.ipynb").write_text("{}", encoding="utf-8")                   # not a chapter: ignored
+    (tmp_path / "class" / "bo").mkdir()                                         # a student who handed in nothing
     out = tmp_path / "grades.csv"
     assert course.main(["grade", str(tmp_path / "class"), "--csv", str(out), "--timeout", "240"]) == 0
     printed = capsys.readouterr().out
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    got = {(r["notebook"], r["check"]): r["status"] for r in rows}
-    assert got[("00_tour.ipynb", "vp_alpha")] == "passed"
-    assert got[("00_tour.ipynb", "forward_noise")] == "failed"
-    assert got[("00_tour.ipynb", "eps_from_x0")] == "not attempted"
-    assert got[("00_tour.ipynb", "score_from_eps")] == "not run"       # after the failing cell
+    got = {(r["student"], r["chapter"], r["check"]): r["status"] for r in rows}
+    assert got[("ann", "00", "vp_alpha")] == "passed"
+    assert got[("ann", "00", "forward_noise")] == "failed"
+    assert got[("ann", "00", "eps_from_x0")] == "not attempted"
+    assert got[("ann", "00", "score_from_eps")] == "not attempted"    # after the raising cell: graded on its merits
+    assert got[("ann", "00", "ddim_port")] == "not run"             # its own cell raised (NameError)
+    named = next(r["message"] for r in rows if r["check"] == "ddim_port" and r["student"] == "ann")
+    assert named.startswith("its cell 11 of 11 (") and "NameError" in named
     ch00 = [n for n, (c, _) in EXERCISES.items() if c == "00"]      # the tour calls every check of ch00
-    assert sorted(c for nb, c in got if nb == "00_tour.ipynb") == sorted(ch00)   # every check of the chapter
+    assert sorted(c for st, ch, c in got if (st, ch) == ("ann", "00")) == sorted(ch00)
     run = {r["run"] for r in rows if r["notebook"] == "00_tour.ipynb"}
-    assert run == {"error in cell 9 of 10 ('x = 1 / 0  # a bug'): ZeroDivisionError: division by zero"}
+    assert len(run) == 1 and run.pop().startswith(
+        "ran with errors in 2 cell(s): cell 9 of 11 ('x = 1 / 0  # a bug'): ZeroDivisionError: division by zero")
     broken = {r["run"] for r in rows if r["notebook"] == "01_generative_modeling.ipynb"}
-    assert len(broken) == 1 and broken.pop().startswith("unreadable notebook:")
+    assert len(broken) == 1 and broken.pop().startswith("unreadable notebook")
     wrong_msg = next(r["message"] for r in rows if r["check"] == "forward_noise")
     assert wrong_msg.startswith("\u274c forward_noise:")
     assert "ignored" in printed and "notes.ipynb" in printed
-    assert "ann 00 forward_noise: failed" in printed and "did not run to the end: error in cell 9" in printed
+    assert "ann 00 forward_noise: failed" in printed and "error in cell 9 of 11" in printed
+    assert "bo: no notebook handed in" in printed
+    assert {r["status"] for r in rows if r["student"] == "bo"} == {"missing"}       # both chapters, every check
+    assert {r["chapter"] for r in rows if r["student"] == "bo"} == {"00", "01"}
+    assert sum(float(r["points"]) for r in rows if r["student"] == "ann") == 1
     summary = list(csv.DictReader(out.with_name("grades_summary.csv").open(encoding="utf-8")))
     first = next(r for r in summary if r["notebook"] == "00_tour.ipynb")
-    assert (first["passed"], first["failed"], first["not attempted"]) == ("1", "1", "1")
+    assert (first["passed"], first["failed"], first["not attempted"], first["not run"]) == ("1", "1", "2", "2")   # ddim_port raised, ddim_bridges never called
+    book = list(csv.DictReader(out.with_name("grades_gradebook.csv").open(encoding="utf-8")))
+    n01 = len(course._expected_checks("01"))
+    assert [(r["student"], r["ch00"], r["ch01"], r["total"]) for r in book] == [("ann", "1", "0", "1"), ("bo", "0", "0", "0")]
+    assert book[0]["out of"] == str(len(ch00) + n01)
+    # resume: a second run reuses every unchanged notebook's record and grades nothing again
+    assert course.main(["grade", str(tmp_path / "class"), "--csv", str(out)]) == 0
+    again = capsys.readouterr().out
+    assert "resumed: 2 notebook(s)" in again and "graded ann/" not in again
+    assert list(csv.DictReader(out.open(encoding="utf-8"))) == rows
+
+
+def test_grade_renamed_submission_and_parallel_students(tmp_path):
+    for name, student in (("my work (copy).ipynb", "cy"), ("00_tour.ipynb", "di")):
+        (tmp_path / student).mkdir()
+        nbformat.write(_student_nb("import dpm_lab as dl", RIGHT, "dl.exercises.check_vp_alpha(my_alpha)"),
+                       tmp_path / student / name)
+    messages = []
+    grades = course.grade(tmp_path, timeout=240, jobs=2, progress=messages.append)
+    assert [(g.student, g.chapter, g.checks["vp_alpha"][0]) for g in grades] == [("cy", "00", "passed"),
+                                                                                ("di", "00", "passed")]
+    assert "graded as chapter 00" in grades[0].note and any("renamed by the student" in m for m in messages)
 
 
 def test_grade_timeout_and_bad_folders(tmp_path):
@@ -239,6 +270,7 @@ def test_grade_timeout_and_bad_folders(tmp_path):
     (g,) = course.grade(tmp_path, timeout=3)     # the kernel's start counts: a slow start times out in cell 2
     assert g.run.startswith("timed out (over 3 s for the notebook) in cell ") and g.seconds < 40
     assert g.checks["vp_alpha"][0] == "not run" and g.checks["forward_noise"][0] == "not run"
+    assert g.checks["vp_alpha"][1].startswith("timed out")
     with pytest.raises(ValueError, match="folder not found"):
         course.grade(tmp_path / "nobody")
     assert course.main(["grade", str(tmp_path / "bob")]) == 2     # no student subfolders: nothing graded

@@ -491,34 +491,42 @@ def sample_masked(denoiser: Callable, n: int, L: int, V: int, steps: int, *, fix
 
 def sampler_law(denoiser: Callable, law: MarkovLaw, steps: int, *, fixed: torch.Tensor | None = None) -> torch.Tensor:
     """The exact law of `sample_masked`'s output over law.sequences, (V^L,), computed by propagating the
-    distribution over all (V+1)^L partially masked sequences through the steps (no sampling)."""
+    distribution over all (V+1)^L partially masked sequences through the steps (no sampling).
+
+    The denoiser is called once, on every partially masked sequence: like the sampler, it must not
+    depend on time (the exact denoiser and `MaskedDenoiser` do not).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     V, L = law.V, law.L
     states = torch.tensor(list(itertools.product(range(V + 1), repeat=L)), dtype=torch.long)   # (S, L)
-    w = (V + 1) ** torch.arange(L - 1, -1, -1)
+    masked = states == V
+    with torch.no_grad():
+        probs = denoiser(states).double()                                          # (S, L, V)
+    # the moves x -> y the sampler can make: y agrees with x wherever x is visible ((2V+1)^L pairs in all)
+    src, dst = ((states[None] == states[:, None]) | masked[:, None, :]).all(-1).nonzero(as_tuple=True)
+    y = states[dst]                                                                   # (P, L)
+    hidden = masked[src]
+    # position i of x becomes y_i with probability r * probs (revealed), 1 - r (still masked) or 1 (visible)
+    revealed = hidden & (y < V)
+    p_reveal = torch.where(revealed, probs[src[:, None], torch.arange(L)[None], y.clamp_max(V - 1)], torch.zeros(()))
+    kept = (hidden & (y == V)).double()
+    visible = (~hidden).double()
     start = torch.full((L,), V, dtype=torch.long)
     if fixed is not None:
         fixed = torch.as_tensor(fixed).long()
+        if fixed.shape != (L,) or (fixed >= V).any() or (fixed < -1).any():
+            raise ValueError(f"fixed must have shape ({L},) with tokens in 0..{V - 1} or -1 for free positions")
         start = torch.where(fixed >= 0, fixed, start)
+    weights = (V + 1) ** torch.arange(L - 1, -1, -1)
     dist = torch.zeros(len(states), dtype=torch.float64)
-    dist[int((start * w).sum())] = 1.0
+    dist[int((start * weights).sum())] = 1.0
     grid = [1 - k / steps for k in range(steps + 1)]
     for s, t in zip(grid, grid[1:]):
         r = _unmask_prob(s, t)
-        live = dist > 0
-        src = states[live]
-        probs = denoiser(src).double()
-        # F[x, i, u]: probability that position i of x becomes u (u = V keeps the mask)
-        masked = src == V
-        F = torch.zeros(len(src), L, V + 1, dtype=torch.float64)
-        F[..., :V] = torch.where(masked[..., None], r * probs,
-                                 torch.nn.functional.one_hot(src.clamp_max(V - 1), V).double())
-        F[..., V] = torch.where(masked, 1 - r, torch.zeros_like(F[..., V]))
-        T = torch.ones(len(src), len(states), dtype=torch.float64)
-        for i in range(L):
-            T = T * F[:, i, states[:, i]]
-        dist = dist[live] @ T
-    final = states[(states < V).all(1)]
+        w = (r * p_reveal + (1 - r) * kept + visible).prod(-1)                          # (P,)
+        dist = torch.zeros_like(dist).index_add_(0, dst, dist[src] * w)
+    final = ~masked.any(1)
     out = torch.zeros(len(law.probs), dtype=torch.float64)
-    out[law.index(final)] = dist[(states < V).all(1)]
+    out[law.index(states[final])] = dist[final]
     return out
-

@@ -119,3 +119,135 @@ def test_guidance_needs_labels(mixture2d):
         cfg.predict(x, 0.3, c=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="unknown prediction kind"):
         cfg.predict(x, 0.3, "noise", c=0)
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+def test_guidance_bad_weights_and_labels(mixture2d):
+    sched = dl.VPLinear()
+    x = torch.zeros(4, 2, dtype=torch.float64)
+    for bad in (float("nan"), float("inf"), "2"):
+        with pytest.raises(ValueError, match="omega"):
+            guidance.CFG(mixture2d.model(sched), bad, null_label=NULL)
+        with pytest.raises(ValueError, match="omega"):
+            guidance.ClassifierGuidance(mixture2d.model(sched), exact_classifier(mixture2d, sched), bad)
+    with pytest.raises(ValueError, match="class label c must lie in 0..1"):
+        guidance.CFG(mixture2d.model(sched), 2.0, null_label=NULL).predict(x, 0.3, c=5)
+    with pytest.raises(ValueError, match="class label c must lie in 0..1"):
+        guidance.ClassifierGuidance(mixture2d.model(sched), exact_classifier(mixture2d, sched), 2.0).predict(
+            x, 0.3, "score", c=-1)
+
+
+# -- inverse problems (§8.4) -------------------------------------------------------------------------
+def _ops():
+    g = torch.Generator().manual_seed(3)
+    return [(guidance.matrix_operator(torch.randn(2, 3, generator=g, dtype=torch.float64)), (5, 3)),
+            (guidance.mask_operator((torch.rand(4, 4, generator=g) > 0.5).float()), (5, 4, 4)),
+            (guidance.downsample_operator(2), (5, 1, 4, 4)), (guidance.identity_operator(), (5, 3))]
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_operator_adjoint_and_pseudo_inverse(i):
+    A, shape = _ops()[i]
+    g = torch.Generator().manual_seed(i)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    y = A(torch.randn(shape, generator=g, dtype=torch.float64))
+    torch.testing.assert_close((A(x) * y).sum(), (x * A.T(y)).sum())      # <A x, y> = <x, A^T y>
+    torch.testing.assert_close(A(A.pinv(y)), y)                            # A A^+ = I on the range
+
+
+def test_operator_bad_input(mixture2d):
+    A = guidance.matrix_operator([[1.0, 0.0]])
+    with pytest.raises(ValueError, match="measurement operator"):
+        A(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="measurement operator"):
+        guidance.mask_operator(torch.ones(4, 4))(torch.zeros(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="measurement operator"):
+        guidance.downsample_operator(2)(torch.zeros(2, 1, 5, 4))
+    model = mixture2d.model(dl.VPLinear())
+    for bad in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="sigma_y"):
+            guidance.DPS(model, A, torch.tensor([0.1]), bad)
+    with pytest.raises(TypeError, match="LinearOperator"):
+        guidance.DPS(model, [[1.0, 0.0]], torch.tensor([0.1]), 0.1)
+    with pytest.raises(ValueError, match="measurement operator"):
+        guidance.DPS(model, guidance.matrix_operator([[1.0, 0.0, 0.0]]), torch.tensor([0.1]), 0.1).predict(
+            torch.zeros(2, 2, dtype=torch.float64), 0.5, "score")
+    with pytest.raises(ValueError, match="scale"):
+        guidance.DPS(model, A, torch.tensor([0.1]), 0.1, scale=float("inf"))
+
+
+def _gauss(v=0.7):
+    return dl.GaussianMixture([1.0], [[0.3, -0.4]], stds=v ** 0.5)
+
+
+def test_pigdm_is_exact_for_an_isotropic_gaussian_prior(gen):
+    # x0 | x_t ~ N(x0_hat, r_t^2 I) with r_t^2 = v s^2 / (a^2 v + s^2): PiGDM's Gaussian is then exact
+    v, sched, sy = 0.7, dl.VPLinear(), 0.2
+    mix = _gauss(v)
+    Am, y = torch.tensor([[1.0, 0.5]], dtype=torch.float64), torch.tensor([0.4], dtype=torch.float64)
+    m = guidance.PiGDM(mix.model(sched), guidance.matrix_operator(Am), y, sy, data_var=v)
+    for t in (0.2, 0.5, 0.9):
+        x = mix.sample_marginal(6, t, sched, generator=gen, dtype=torch.float64)
+        torch.testing.assert_close(m.guidance(x, t), mix.likelihood_score(x, t, sched, Am, y, sy), rtol=1e-8, atol=1e-8)
+        torch.testing.assert_close(m.predict(x, t, "score"), mix.posterior(Am, y, sy).score(x, t, sched),
+                                   rtol=1e-8, atol=1e-8)
+
+
+def test_dps_and_projections_closed_forms(gen):
+    # Gaussian prior: x0_hat = mu + a S C^{-1}(x - a mu) is linear, with Jacobian J = a S C^{-1}
+    v, sched, sy, t = 0.7, dl.Cosine(), 0.3, 0.4
+    mix = _gauss(v)
+    Am, y = torch.tensor([[1.0, 0.5]], dtype=torch.float64), torch.tensor([0.4], dtype=torch.float64)
+    A = guidance.matrix_operator(Am)
+    x = mix.sample_marginal(5, t, sched, generator=gen, dtype=torch.float64)
+    a, s = float(sched.alpha(t)), float(sched.sigma(t))
+    J = a * v / (a * a * v + s * s)
+    x0 = mix.x0(x, t, sched)
+    dps = guidance.DPS(mix.model(sched), A, y, sy).guidance(x, t)
+    torch.testing.assert_close(dps, J * (y - x0 @ Am.T) @ Am / sy ** 2)
+    gamma = s * s + a * a * sy * sy
+    sde = guidance.ScoreSDEProjection(mix.model(sched), A, y, sy).guidance(x, t)
+    torch.testing.assert_close(sde, (a * y - x @ Am.T) @ Am / gamma)
+    ilvr = guidance.ILVRProjection(mix.model(sched), A, y, sy).guidance(x, t)
+    torch.testing.assert_close(ilvr, (a * y - x @ Am.T) @ torch.linalg.pinv(Am).T / gamma)
+    # DPS is loss guidance in noise space with l = ||y - A x0||^2 / (2 sy^2), back-propagated
+    loss = lambda z: ((z @ Am.T - y) ** 2).sum(-1) / (2 * sy ** 2)                    # noqa: E731
+    lg = guidance.LossGuidance(mix.model(sched), loss, 1.0)
+    torch.testing.assert_close(lg.guidance(x, t), dps)
+    # without back-propagation the Jacobian is I / alpha_t
+    nb = guidance.LossGuidance(mix.model(sched), loss, 1.0, backprop=False).guidance(x, t)
+    torch.testing.assert_close(nb, (y - x0 @ Am.T) @ Am / sy ** 2 / a)
+    # data space moves x0_hat itself
+    ds = guidance.LossGuidance(mix.model(sched), loss, 0.01, space="data")
+    torch.testing.assert_close(ds.predict(x, t, "x0"), x0 + 0.01 * (y - x0 @ Am.T) @ Am / sy ** 2)
+
+
+def test_indi_is_euler_on_the_ve_pf_ode_with_sigma_t_proportional_to_t(mixture2d, gen):
+    # y = x0 + sigma eps, x_t = (1 - t) x0 + t y = x0 + t sigma eps: EDM(sigma); InDI = Euler + final denoise
+    sigma, n = 1.5, 12
+    sched = dl.EDM(sigma)
+    model = mixture2d.model(sched)
+    y = mixture2d.sample(64, generator=gen, dtype=torch.float64) + sigma * torch.randn(64, 2, generator=gen,
+                                                                                        dtype=torch.float64)
+    got = guidance.indi_restore(lambda x, t: mixture2d.x0(x, t, sched), y, n)
+    grid = [1 - i / n for i in range(n)]                                   # 1, ..., 1/n
+    expect = dl.samplers.solve(model, y, grid, "euler", denoise=True)
+    torch.testing.assert_close(got, expect, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_dps_error_does_not_vanish_with_nfe(mixture2d):
+    # the exact posterior model converges as NFE grows; DPS's approximation error stays put
+    sched = dl.VPLinear()
+    Am, y, sy = torch.tensor([[1.0, 0.0]]), torch.tensor([0.6], dtype=torch.float64), 0.1
+    post = mixture2d.posterior(Am, y, sy)
+    A = guidance.matrix_operator(Am)
+    err = {}
+    for name, m in {"exact": post.model(sched), "dps": guidance.DPS(mixture2d.model(sched), A, y, sy)}.items():
+        for nfe in (50, 100):
+            xT = torch.randn(1000, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+            x = dl.samplers.solve(m, xT, nfe=nfe, method="ddim")
+            err[name, nfe] = float((x.mean(0) - post.mean()).norm())
+    se = float(post.cov().trace().sqrt()) / 1000 ** 0.5
+    assert err["exact", 100] < 3 * se
+    assert min(err["dps", 50], err["dps", 100]) > 10 * se

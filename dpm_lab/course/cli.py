@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import shutil
 import sys
 from collections.abc import Sequence
 
@@ -105,13 +104,16 @@ def _main_workspace(args: argparse.Namespace) -> int:
 def _main_lab(args: argparse.Namespace) -> int:
     report = workspace.make_workspace(args.out)
     print("\n".join(report.lines()))
-    first = pathlib.Path(args.out) / "00_tour.ipynb"
-    cmd = [sys.executable, "-m", "jupyter", "lab", *(["--allow-root"] if hasattr(os, "getuid") and os.getuid() == 0
-                                                     else []), *args.lab_args, str(first)]
-    print(f"starting JupyterLab on {first} (Ctrl+C twice to stop)", flush=True)
-    if shutil.which("jupyter") is None and not _has_jupyterlab():
-        raise RuntimeError("JupyterLab is not installed: pip install jupyterlab")
-    os.execv(sys.executable, cmd)
+    if not _has_jupyterlab():
+        raise RuntimeError("JupyterLab is not installed here: pip install jupyterlab")
+    folder = pathlib.Path(args.out).resolve()
+    root = ["--allow-root"] if hasattr(os, "getuid") and os.getuid() == 0 else []   # containers, cloud machines
+    print(f"starting JupyterLab on {folder} with 00_tour.ipynb open (Ctrl+C twice to stop); "
+          f"the worked solutions are in {builds.course_folder('chapters').resolve()}", flush=True)
+    os.chdir(folder)                                       # the lab shows the workspace, and only it
+    bindir = os.path.dirname(sys.executable)               # kernels start "python" through PATH: this one
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    os.execv(sys.executable, [sys.executable, "-m", "jupyter", "lab", *root, *args.lab_args, "00_tour.ipynb"])
     return 0   # not reached
 
 

@@ -36,7 +36,8 @@ tracked by git, and `bash run.sh lab` (or `dpm-lab lab`) never overwrites a note
 
 - Start with `00_tour.ipynb`. Exercises are the cells that say `# YOUR CODE HERE`; the check
   below each one tells you whether your answer is right.
-- Stuck, or done? The worked solutions are in the course's `chapters/` folder (the reference).
+- Stuck, or done? The worked solutions are the course's own chapters (the reference):
+  {solutions}
 - Problem sets (written questions) are in `problem_sets/`.
 - A fresh copy of a chapter: `python -m dpm_lab.course workspace --fresh 02` (yours is kept as a
   `.bak-...` file beside it).
@@ -137,6 +138,6 @@ def make_workspace(out: str | pathlib.Path = "workspace", *, chapters: str | pat
         for path in sorted(psrc.glob("ch[0-9][0-9].md")):
             text = problem_set(path.read_text(encoding="utf-8"), "student", name=str(path))
             _place(folder, f"problem_sets/{path.name}", text, manifest, report)
-    _place(folder, "README.md", README, manifest, report)
+    _place(folder, "README.md", README.format(solutions=src.resolve()), manifest, report)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return report

@@ -16,7 +16,7 @@ FAMILIES = {"toy/1": toy.TOY_RECIPES, "unet/1": IMAGE_RECIPES, "digit_cnn/1": cl
 
 
 def test_every_family_registers_its_recipes():
-    assert set(dl.recipes.__all__) == {"toy", "images", "classifiers", "scores", "flows", "transport", "guide", "distill", "flowmaps"} and dl.recipes is recipes
+    assert set(dl.recipes.__all__) == {"toy", "images", "classifiers", "scores", "flows", "transport", "guide", "distill", "flowmaps", "discrete"} and dl.recipes is recipes
     for builder, family in FAMILIES.items():
         assert family and all(zoo.get(r.name) is r and r.builder == builder for r in family)
     # chapter 05's family mixes builders: MLP velocity fields (toy/1, flows/1) and normalizing flows (nflows/1)

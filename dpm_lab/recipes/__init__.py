@@ -9,7 +9,8 @@
     dl.recipes.guide         chapter 08's classifiers and aligned models
     dl.recipes.distill       chapter 10's students
     dl.recipes.flowmaps      chapter 11's flow-map models
+    dl.recipes.discrete      chapter 12's masked-diffusion model
 """
-from . import classifiers, distill, flowmaps, flows, guide, images, scores, toy, transport
+from . import classifiers, discrete, distill, flowmaps, flows, guide, images, scores, toy, transport
 
-__all__ = ["classifiers", "flows", "images", "scores", "toy", "transport", "guide", "distill", "flowmaps"]
+__all__ = ["classifiers", "flows", "images", "scores", "toy", "transport", "guide", "distill", "flowmaps", "discrete"]

@@ -97,3 +97,12 @@ def test_the_note_names_the_target_each_explorer_draws():
 def test_explorers_are_exported():
     assert dl.widgets.LangevinExplorer is L.LangevinExplorer
     assert dl.widgets.AnnealedLangevinExplorer is L.AnnealedLangevinExplorer
+
+
+def test_langevin_explorer_keeps_a_cold_target_in_view():
+    ex = L.LangevinExplorer()
+    for T in (0.25, 0.5, 1.0, 3.0):
+        ex.update(temperature=T, steps=40)
+        line = ex.art["exact"]["target"]
+        assert line.axes.get_ylim()[1] >= float(np.max(line.get_ydata())), T     # the peak is never clipped
+    assert ex.controls["a"].style.description_width == "initial"                 # "separation a" not truncated

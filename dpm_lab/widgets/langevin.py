@@ -112,8 +112,9 @@ class _TwoModes(Explorer):
         for r, row in enumerate(self._rows()):
             ax, hx = axes[r]
             art = {"lines": [ax.plot([], [], lw=0.6, color="C0", alpha=0.6)[0] for _ in range(12)],
-                   "points": ax.scatter(np.zeros(self.n_chains), np.zeros(self.n_chains), s=3, color="C3", alpha=0.5),
-                   "modes": ax.scatter([], [], marker="x", s=60, color="k"),
+                   "points": ax.scatter(np.zeros(self.n_chains), np.zeros(self.n_chains), s=7, color="C3", alpha=0.8,
+                                        zorder=4, label="final points"),
+                   "modes": ax.scatter([], [], marker="x", s=60, color="k", zorder=3),
                    "bars": hx.stairs(np.zeros(56), np.linspace(-14, 14, 57), fill=True, color="C0", alpha=0.6,
                                      label="chains"),
                    "target": hx.plot([], [], color="k", lw=1.5, label="target")[0],
@@ -140,9 +141,11 @@ class _TwoModes(Explorer):
             else:
                 line.set_data([], [])
         counts, _ = np.histogram(_u(x), bins=56, range=(-14, 14), density=True)
-        art["bars"].set_data(np.minimum(counts, 0.45))
         q, w_up = _target_u(a, T, self.U)
+        top = max(0.45, 1.1 * float(q.max()))          # a cold target (T < 1) is taller: keep its peak in view
+        art["bars"].set_data(np.minimum(counts, top))
         art["target"].set_data(self.U, q)
+        art["target"].axes.set_ylim(0, top)
         target = "target p^(1/T)" if self.has_temperature else "target p"
         art["note"].set_text(f"heavier mode: {res['upper']:.2f} of chains\n{target}: {w_up:.2f}")
 
@@ -169,13 +172,13 @@ class LangevinExplorer(_TwoModes):
     def _make_controls(self) -> dict[str, Any]:
         W = self._W
         return {"log_eta": W.FloatSlider(value=-1.0, min=-3.0, max=0.0, step=0.25, description="log10 eta",
-                                         continuous_update=False),
+                                         continuous_update=False, style={"description_width": "initial"}),
                 "steps": W.IntSlider(value=200, min=0, max=self.max_steps, step=20, description="steps",
                                      continuous_update=False),
                 "temperature": W.FloatSlider(value=1.0, min=0.25, max=3.0, step=0.25, description="T",
                                              continuous_update=False),
                 "a": W.FloatSlider(value=5.0, min=1.0, max=6.0, step=0.5, description="separation a",
-                                   continuous_update=False)}
+                                   continuous_update=False, style={"description_width": "initial"})}
 
     def _learned_score(self):
         if not hasattr(self, "_table"):
@@ -280,7 +283,8 @@ class AnnealedLangevinExplorer(_TwoModes):
         return {"L": W.IntSlider(value=10, min=1, max=10, description="levels L", continuous_update=False),
                 "K": W.IntSlider(value=30, min=1, max=30, description="steps K", continuous_update=False),
                 "log_ratio": W.FloatSlider(value=-1.0, min=-2.5, max=0.0, step=0.25,
-                                           description="log10 \u03b4/\u03c3\u2081\u00b2", continuous_update=False)}
+                                           description="log10 \u03b4/\u03c3\u2081\u00b2", continuous_update=False,
+                                           style={"description_width": "initial"})}
 
     def sigmas(self, L: int) -> torch.Tensor:
         """The ladder sigma_1 < ... < sigma_L (L = 1: sigma_1 only)."""

@@ -130,10 +130,13 @@ class Lab:
     """A JupyterLab server and a headless Chromium, for a `with` block (see the module docstring).
 
     notebooks: name in the scratch folder -> path of the notebook to copy there (or a notebook dict).
+    settings: further lab settings, (extension, plugin, value) each, e.g. a short autosave interval.
     """
 
-    def __init__(self, notebooks: dict[str, Any], start_timeout: float = 120.0) -> None:
+    def __init__(self, notebooks: dict[str, Any], start_timeout: float = 120.0,
+                 settings: tuple[tuple[str, str, dict], ...] = ()) -> None:
         self.notebooks = notebooks
+        self.settings = settings
         self.start_timeout = start_timeout
         self.work = tempfile.mkdtemp(prefix="dpm_lab_browser_")
         self.log = os.path.join(self.work, "kernel.jsonl")
@@ -173,7 +176,7 @@ class Lab:
         settings = os.path.join(self.work, "config", "lab-settings")
         for ext, name, value in (("@jupyterlab/notebook-extension", "tracker", {"windowingMode": "none"}),
                                  ("@jupyterlab/apputils-extension", "notification",
-                                  {"fetchNews": "false", "checkForUpdates": False})):
+                                  {"fetchNews": "false", "checkForUpdates": False}), *self.settings):
             self._write(os.path.join(settings, ext, f"{name}.jupyterlab-settings"), json.dumps(value))
         self._write(os.path.join("ipython", "profile_default", "startup", "00-dpm-lab-browser.py"),
                     KERNEL_HOOK.format(log=self.log, cls=EXPLORER_CLASS))

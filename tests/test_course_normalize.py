@@ -67,3 +67,9 @@ def test_check_mode_and_bad_files(tmp_path, capsys):
     assert (tmp_path / "bad.ipynb").read_text() == "{not json"
     with pytest.raises(ValueError, match="no notebook at"):
         course.normalize_files([tmp_path / "missing.ipynb"])
+
+
+def test_committed_chapters_are_normalised():
+    """Cheap twin of the browser test: after `python -m dpm_lab.course normalize`, nothing would change."""
+    would = course.normalize_files(CHAPTERS, check=True)
+    assert not would, f"run `python -m dpm_lab.course normalize` and commit: {[p.name for p in would]}"

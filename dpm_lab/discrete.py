@@ -22,6 +22,7 @@ computed exactly (`sampler_law`) and compared with the data by KL.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from .utils import rand
 
 __all__ = ["check_rate_matrix", "masked_rates", "uniform_rates", "CTMC", "MarkovLaw", "copy_law",
            "mask_tokens", "exact_denoiser", "MaskedDenoiser", "masked_elbo", "sample_masked",
-           "sampler_law", "kl", "total_correlation"]
+           "sampler_law", "sampler_laws", "tempered", "kl", "total_correlation"]
 
 _TOL = 1e-9
 
@@ -176,11 +177,14 @@ class CTMC:
             out.append(p)
         return torch.stack(out)
 
-    def simulate(self, x0: torch.Tensor, t: float, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Run the chain from states x0 (n,) to time t by Gillespie's algorithm in the clock B (a time change
-        turns beta(t) Q into the homogeneous Q), returning the states at t, shape (n,)."""
+    def simulate(self, x0: torch.Tensor, t: float, *, s: float = 0.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Run the chain from states x0 (n,) at time s to time t >= s by Gillespie's algorithm in the clock B
+        (a time change turns beta(t) Q into the homogeneous Q), returning the states at t, shape (n,)."""
         x = _tokens(x0, self.K, "x0").clone()
-        budget = torch.full(x.shape, self.B(t), dtype=torch.float64)
+        if _time(s, "s") > _time(t):
+            raise ValueError(f"simulate runs forward: need s <= t, got s={s}, t={t}")
+        budget = torch.full(x.shape, self.B(t) - self.B(s), dtype=torch.float64)
         leave = -torch.diag(self.Q)                                  # total jump rate out of each state
         jump = (self.Q - torch.diag(torch.diag(self.Q))) / leave.clamp_min(1e-300)[:, None]
         active = leave[x] > 0
@@ -458,6 +462,18 @@ def masked_elbo(model, x0: torch.Tensor, V: int, *, generator: torch.Generator |
     return -(hidden * logp).sum(1) / t.to(logp.dtype)
 
 
+def tempered(denoiser: Callable, temperature: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The denoiser's token probabilities raised to 1/temperature and renormalised (temperature 1: unchanged;
+    below 1 sharper, toward the most likely token; above 1 flatter).  Visible tokens stay one-hots."""
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+
+    def denoise(x_t: torch.Tensor) -> torch.Tensor:
+        p = denoiser(x_t).double().clamp_min(1e-300) ** (1.0 / temperature)
+        return p / p.sum(-1, keepdim=True)
+    return denoise
+
+
 def _unmask_prob(s: float, t: float) -> float:
     """Pr(a token masked at s is revealed by t < s) = (alpha_t - alpha_s) / (1 - alpha_s) = (s - t) / s."""
     return 1.0 if t == 0 else (s - t) / s
@@ -496,15 +512,19 @@ def sampler_law(denoiser: Callable, law: MarkovLaw, steps: int, *, fixed: torch.
     The denoiser is called once, on every partially masked sequence: like the sampler, it must not
     depend on time (the exact denoiser and `MaskedDenoiser` do not).
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    return sampler_laws(denoiser, law, (steps,), fixed=fixed)[steps]
+
+
+def sampler_laws(denoiser: Callable, law: MarkovLaw, steps, *, fixed: torch.Tensor | None = None) -> dict:
+    """`sampler_law` for several step counts at once, {k: law}, calling the denoiser only once."""
+    steps = tuple(steps)
+    if not steps or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in steps):
+        raise ValueError(f"steps must be ints >= 1, got {steps!r}")
     V, L = law.V, law.L
-    states = torch.tensor(list(itertools.product(range(V + 1), repeat=L)), dtype=torch.long)   # (S, L)
+    states, src, dst = _moves(V, L)
     masked = states == V
     with torch.no_grad():
         probs = denoiser(states).double()                                          # (S, L, V)
-    # the moves x -> y the sampler can make: y agrees with x wherever x is visible ((2V+1)^L pairs in all)
-    src, dst = ((states[None] == states[:, None]) | masked[:, None, :]).all(-1).nonzero(as_tuple=True)
     y = states[dst]                                                                   # (P, L)
     hidden = masked[src]
     # position i of x becomes y_i with probability r * probs (revealed), 1 - r (still masked) or 1 (visible)
@@ -519,14 +539,26 @@ def sampler_law(denoiser: Callable, law: MarkovLaw, steps: int, *, fixed: torch.
             raise ValueError(f"fixed must have shape ({L},) with tokens in 0..{V - 1} or -1 for free positions")
         start = torch.where(fixed >= 0, fixed, start)
     weights = (V + 1) ** torch.arange(L - 1, -1, -1)
-    dist = torch.zeros(len(states), dtype=torch.float64)
-    dist[int((start * weights).sum())] = 1.0
-    grid = [1 - k / steps for k in range(steps + 1)]
-    for s, t in zip(grid, grid[1:]):
-        r = _unmask_prob(s, t)
-        w = (r * p_reveal + (1 - r) * kept + visible).prod(-1)                          # (P,)
-        dist = torch.zeros_like(dist).index_add_(0, dst, dist[src] * w)
     final = ~masked.any(1)
-    out = torch.zeros(len(law.probs), dtype=torch.float64)
-    out[law.index(states[final])] = dist[final]
-    return out
+    laws = {}
+    for k in steps:
+        dist = torch.zeros(len(states), dtype=torch.float64)
+        dist[int((start * weights).sum())] = 1.0
+        grid = [1 - j / k for j in range(k + 1)]
+        for s, t in zip(grid, grid[1:]):
+            r = _unmask_prob(s, t)
+            w = (r * p_reveal + (1 - r) * kept + visible).prod(-1)                      # (P,)
+            dist = torch.zeros_like(dist).index_add_(0, dst, dist[src] * w)
+        laws[k] = torch.zeros(len(law.probs), dtype=torch.float64)
+        laws[k][law.index(states[final])] = dist[final]
+    return laws
+
+
+@functools.lru_cache(maxsize=8)
+def _moves(V: int, L: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every partially masked sequence (S, L), and the moves x -> y the sampler can make (y agrees with x
+    wherever x is visible: (2V+1)^L pairs in all) as index pairs (src, dst)."""
+    states = torch.tensor(list(itertools.product(range(V + 1), repeat=L)), dtype=torch.long)
+    masked = states == V
+    src, dst = ((states[None] == states[:, None]) | masked[:, None, :]).all(-1).nonzero(as_tuple=True)
+    return states, src, dst

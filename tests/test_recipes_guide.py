@@ -24,7 +24,7 @@ def test_trained_classifier_is_close_to_the_exact_posterior(clf, t):
     ce_exact = float(-torch.log(exact.gather(1, c[:, None])).mean())
     ce_learned = float(-torch.log(learned.gather(1, c[:, None])).mean())
     assert ce_learned - ce_exact < 0.03                      # within 0.03 nats of the Bayes risk
-    assert float((learned - exact).abs().mean()) < 0.02
+    assert float((learned - exact).abs().mean()) < 0.03
 
 
 def test_grid_laws():

@@ -257,35 +257,35 @@ class _AtOmega(Model):
 
 
 # -- score distillation (VSD / DMD, SDS) ----------------------------------------------------------------
-def _weight_dmd(schedule: Schedule, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    _, a, s = _co(schedule, t, x)
-    return s ** 2 / a ** 2
-
-
-def vsd_direction(fake: Model, real: Model, x_t: torch.Tensor, t: Any, weight: str = "dmd") -> torch.Tensor:
+def vsd_direction(fake: Model, real: Model, x_t: torch.Tensor, t: Any, weight: str = "x0") -> torch.Tensor:
     """The VSD gradient direction w(t) alpha_t (s_fake(x_t) - s_real(x_t)) per sample (§10.2.1, Prop.), (B, *D).
 
-    The generator's gradient is E[direction^T dG/dtheta].  weight "dmd": w = sigma_t^2/alpha_t^2, which
-    turns the direction into x0_fake(x_t) - x0_real(x_t) (DMD's form); "one": w = 1.
+    The generator's gradient is E[direction^T dG/dtheta].  The weight w(t) is a choice:
+      "x0":  w = sigma_t^2/alpha_t^2, the direction becomes x0_fake(x_t) - x0_real(x_t) (DMD's form; large
+             noise levels, where both denoisers return their distribution's mean, weigh the most);
+      "eps": w = sigma_t/alpha_t, the direction becomes eps_real(x_t) - eps_fake(x_t) (ProlificDreamer's and
+             DreamFusion's form with weight 1; low noise levels weigh the most).
     """
-    check_choice(weight, ("dmd", "one"), "weight")
-    t_, a, _ = _co(real.schedule, t, x_t)
+    check_choice(weight, ("x0", "eps"), "weight")
+    t_ = as_time(t)
     with torch.no_grad():
-        if weight == "dmd":
+        if weight == "x0":
             return fake.predict(x_t, t_, "x0") - real.predict(x_t, t_, "x0")
-        return a * (fake.predict(x_t, t_, "score") - real.predict(x_t, t_, "score"))
+        return real.predict(x_t, t_, "eps") - fake.predict(x_t, t_, "eps")
 
 
-def sds_direction(real: Model, x_t: torch.Tensor, t: Any, eps: torch.Tensor, weight: str = "dmd") -> torch.Tensor:
+def sds_direction(real: Model, x_t: torch.Tensor, t: Any, eps: torch.Tensor, weight: str = "eps") -> torch.Tensor:
     """SDS (DreamFusion): VSD with a Dirac generator, whose score at x_t = alpha G + sigma eps is -eps/sigma_t:
 
-        w(t) alpha_t (-eps/sigma_t - s_real(x_t));  with w = sigma^2/alpha^2 this is G - x0_real(x_t).
+        w(t) alpha_t (-eps/sigma_t - s_real(x_t)) = eps_real(x_t) - eps   ("eps", DreamFusion's weight 1)
+                                                  = G - x0_real(x_t)       ("x0").
     """
-    check_choice(weight, ("dmd", "one"), "weight")
+    check_choice(weight, ("x0", "eps"), "weight")
     t_, a, s = _co(real.schedule, t, x_t)
     with torch.no_grad():
-        d = a * (-eps / s - real.predict(x_t, t_, "score"))
-        return d * _weight_dmd(real.schedule, t_, x_t) if weight == "dmd" else d
+        if weight == "eps":
+            return real.predict(x_t, t_, "eps") - eps
+        return (x_t - s * eps) / a - real.predict(x_t, t_, "x0")
 
 
 def distribution_matching_loss(x_gen: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:

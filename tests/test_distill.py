@@ -131,17 +131,22 @@ def test_distribution_matching_loss_has_the_direction_as_gradient():
     assert torch.allclose(grad, d / 8)
 
 
-def test_dmd_weight_turns_the_score_difference_into_an_x0_difference_and_sds_into_g_minus_x0():
+def test_the_two_weights_are_the_score_difference_rescaled_and_sds_is_the_dirac_case():
     sched = SCHEDULES["vp"]
     real, fake = MIX.model(sched), dl.gmm.GaussianMixture([1.0], [[0.2, 0.1]], stds=[0.8]).model(sched)
     x_t, t = _x(16, seed=8), torch.full((16,), 0.4, dtype=D64)
     co = sched.coeffs(0.4)
-    one = distill.vsd_direction(fake, real, x_t, t, weight="one")
-    dmd = distill.vsd_direction(fake, real, x_t, t, weight="dmd")
-    assert torch.allclose(dmd, one * co.sigma ** 2 / co.alpha ** 2, atol=1e-12)
-    G, eps = _x(16, seed=9), _x(16, seed=10)
-    x_t = co.alpha * G + co.sigma * eps
-    assert torch.allclose(distill.sds_direction(real, x_t, t, eps), G - real.predict(x_t, t, "x0"), atol=1e-12)
+    score_diff = co.alpha * (fake.predict(x_t, t, "score") - real.predict(x_t, t, "score"))   # w = 1
+    x0 = distill.vsd_direction(fake, real, x_t, t, weight="x0")
+    eps = distill.vsd_direction(fake, real, x_t, t, weight="eps")
+    assert torch.allclose(x0, score_diff * co.sigma ** 2 / co.alpha ** 2, atol=1e-12)
+    assert torch.allclose(eps, score_diff * co.sigma / co.alpha, atol=1e-12)
+    # SDS: the fake score replaced by the Dirac's, -eps/sigma at x_t = alpha G + sigma eps
+    G, e = _x(16, seed=9), _x(16, seed=10)
+    x_t = co.alpha * G + co.sigma * e
+    dirac = co.alpha * (-e / co.sigma - real.predict(x_t, t, "score"))
+    assert torch.allclose(distill.sds_direction(real, x_t, t, e, weight="eps"), dirac * co.sigma / co.alpha, atol=1e-12)
+    assert torch.allclose(distill.sds_direction(real, x_t, t, e, weight="x0"), G - real.predict(x_t, t, "x0"), atol=1e-12)
 
 
 def test_one_step_generator_runs_in_the_sampling_driver_with_one_evaluation():

@@ -1,0 +1,94 @@
+"""Chapter 10 recipes: the shipped students load, run through the sampling driver, beat the teacher run with the
+same number of evaluations, and serve chapter 11's few-step bake-off; every trainer runs (a few steps)."""
+import dataclasses
+
+import pytest
+import torch
+
+import dpm_lab as dl
+from dpm_lab.recipes import distill as rd
+
+NAMES = ["kd_moons", "kd_8g_to_moons", "pd_moons", "pd_8g_to_moons", "vsd_moons", "vsd_8g", "vsd_8g_small_t",
+         "sds_8g", "gpd_8g"]
+
+
+def test_recipes_are_registered_and_checkpoints_are_small():
+    manifest = dl.store.read_manifest(dl.store.zoo_dir())
+    for name in NAMES:
+        assert dl.zoo.get(name).builder == rd.BUILDER
+        assert manifest[name]["bytes"] < 1_000_000, name
+
+
+def _z(n=500, seed=0, teacher="moons_vp_x0"):
+    return rd.teacher_noise(teacher, n, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("data, teacher", [("moons", "moons_vp_x0"), ("8g_to_moons", "8g_to_moons")])
+def test_students_beat_the_teacher_at_the_same_nfe(data, teacher):
+    """Map error against the teacher's 64-step DDIM map, from the same starting points."""
+    t = dl.zoo.load(teacher)
+    z = _z(teacher=teacher)
+    ref = dl.samplers.solve(t, z, dl.distill.pd_grid(t.schedule, 64, 64), "ddim")
+    err = lambda x: float(dl.distill.map_error(x, ref).mean())            # noqa: E731
+    rounds, kd = dl.zoo.load(f"pd_{data}"), dl.zoo.load(f"kd_{data}")
+    for n in (1, 2, 4):
+        own = dl.samplers.solve(t, z, dl.distill.pd_grid(t.schedule, 64, n), "ddim")
+        assert err(rounds.sample(z, n)) < 0.6 * err(own), n
+    one = dl.samplers.solve(kd, z, dl.distill.pd_grid(t.schedule, 64, 1), "ddim")
+    assert err(one) < 0.6 * err(dl.samplers.solve(t, z, dl.distill.pd_grid(t.schedule, 64, 1), "ddim"))
+
+
+def test_pd_rounds_refuse_a_step_count_they_do_not_have():
+    with pytest.raises(ValueError, match="no PD student with n = 3"):
+        dl.zoo.load("pd_moons").student(3)
+
+
+def test_few_step_entries_cover_both_data_sets_and_refuse_other_nfe():
+    entries = rd.few_step_entries()
+    assert {e["data"] for e in entries} == {"moons", "8g_to_moons"}
+    assert {(e["data"], e["method"]) for e in entries} >= {("moons", "KD"), ("moons", "PD"), ("8g_to_moons", "KD"),
+                                                          ("8g_to_moons", "PD"), ("moons", "VSD/DMD")}
+    for e in entries:
+        assert e["train_s"] > 0
+        nfes = (1, 2, 4) if e["method"] == "PD" else (1,)
+        for nfe in nfes:
+            a = e["sample"](64, nfe, torch.Generator().manual_seed(3))
+            b = e["sample"](64, nfe, torch.Generator().manual_seed(3))
+            assert a.shape == (64, 2) and torch.isfinite(a).all() and torch.equal(a, b)
+        with pytest.raises(ValueError, match="nfe"):
+            e["sample"](8, 3, None)
+
+
+def test_vsd_generator_covers_the_modes_and_low_noise_vsd_and_sds_do_not():
+    mix = dl.datasets.eight_gaussians_mixture()
+    z = _z(2000, seed=1)
+    hit = {n: dl.metrics.mode_coverage(dl.zoo.load(n).sample(z), mix)["hit"] for n in ("vsd_8g", "vsd_8g_small_t", "sds_8g")}
+    assert hit["vsd_8g"] == 1.0 and hit["vsd_8g_small_t"] <= 0.25 and hit["sds_8g"] <= 0.25
+
+
+def test_guided_student_is_closer_to_cfg_than_the_plain_conditional_model():
+    teacher, student = dl.zoo.load("8g_cond"), dl.zoo.load("gpd_8g")
+    g = torch.Generator().manual_seed(4)
+    x, t, c = torch.randn(256, 2, generator=g), 0.5, torch.arange(256) % 8
+    cfg = dl.guidance.CFG(teacher, 3.0, 8).predict(x, t, "velocity", c)
+    err_s = (student.at(3.0).predict(x, t, "velocity", c) - cfg).norm(dim=1).mean()
+    err_c = (teacher.predict(x, t, "velocity", c) - cfg).norm(dim=1).mean()
+    assert err_s < 0.3 * err_c
+    with pytest.raises(ValueError, match="trained range"):
+        student.at(6.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_trainer_runs_a_few_steps(name):
+    r = dl.zoo.get(name)
+    spec = dict(r.spec)
+    if "train" in spec:
+        spec["train"] = {**spec["train"], "steps": 3}
+    else:
+        spec["steps"] = 3
+    if "n_pairs" in spec:
+        spec["n_pairs"] = 64
+    r2 = dataclasses.replace(r, spec=spec)
+    model = r2.new_model()
+    info = r2.trainer(model, r2, device="cpu", progress=False)
+    assert "final_loss" in info

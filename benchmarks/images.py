@@ -2,6 +2,12 @@
 DDIM, DPM-Solver++(2M) and Euler-Maruyama on the shipped zoo checkpoints, plus training throughput.
 
     OMP_NUM_THREADS=1 python benchmarks/images.py [--quick] [--n 500] [--nfe 10 20 50] [--omega 2.0]
+    OMP_NUM_THREADS=1 python benchmarks/images.py --solvers [--n 400]   # Ch. 9: every fast solver at NFE 5, 10, 20
+
+--solvers (Ch. 9) runs DDIM, DEIS, DPM-Solver-2, DPM-Solver++(2M) and DPM-Solver++(3M) on the
+zoo's mnist5k_uncond and mnist5k_cond (CFG omega 2 inside the lambda interval; DDIM and 2M also with CFG everywhere) at NFE 5, 10, 20 on the
+package's default grid for the schedule, the same x_T for every solver, and prints FDD beside its floor
+(mean +- std over 5 pairs of real draws at the same n).
 
 The FDD is printed beside its floor (held-out real vs training real at the same n).
 """
@@ -56,6 +62,44 @@ def throughput(recipe_name: str, steps: int = 10, device: str | None = None) -> 
     return steps * batch / (records[-1].elapsed - records[1].elapsed)
 
 
+CH9_SOLVERS = ("ddim", "deis", "dpm_solver_2", "dpmpp_2m", "dpmpp_3m")
+
+
+def _cells(nfes, cond_models=("mnist5k_cond",)):
+    """The runs in the order they are most needed: NFE 5 unconditional first, then NFE 10 with interval CFG."""
+    first = [("mnist5k_uncond", None, nfe, m) for nfe in nfes for m in CH9_SOLVERS]
+    guided = [(c, INTERVAL, nfe, m) for c in cond_models for nfe in (10, 5, 20) if nfe in nfes for m in CH9_SOLVERS]
+    everywhere = [(c, None, nfe, m) for c in cond_models for nfe in (10, 5, 20) if nfe in nfes
+                  for m in ("ddim", "dpmpp_2m")]
+    return first + guided + everywhere
+
+
+def solver_table(n: int = 400, nfes=(5, 10, 20), omega: float = 2.0) -> None:
+    """Ch. 9: FDD of every fast solver at NFE 5, 10, 20 on mnist5k_uncond and mnist5k_cond (same noise)."""
+    from dpm_lab.grids import default_spacing
+    widths = [15, 13, 4, 12, 7, 13, 7, 6]
+    floor, spread = digit_eval.fdd_floor(n, "mnist5k", repeats=5, return_std=True,
+                                         generator=torch.Generator().manual_seed(0))
+    print(f"FDD floor at n = {n}: {floor:.2f} +- {spread:.2f} (real held-out vs real training, 5 pairs)\n")
+    print(row(["model", "method", "NFE", "CFG omega", "FDD", "floor", "ratio", "acc"], widths))
+    print("-" * 90)
+    models = {}
+    for name, interval, nfe, method in _cells(nfes):
+        model = models.setdefault(name, zoo.load(name))
+        cond = zoo.recipe_of(model).n_classes > 0
+        labels = torch.arange(n) % 10 if cond else None
+        g = torch.Generator().manual_seed(1)
+        start = time.perf_counter()
+        with torch.no_grad():
+            x = generate(model, labels, n=n, omega=omega if cond else 1.0, nfe=nfe, method=method,
+                         grid=default_spacing(model.schedule), generator=g, lam_interval=interval, batch=n)
+        res = digit_eval.evaluate(x, labels, generator=torch.Generator().manual_seed(2), verbose=False)
+        acc = f"{res['conditional_accuracy']:.3f}" if cond else "-"
+        cfg = "-" if not cond else (f"{omega:g} all t" if interval is None else f"{omega:g} interval")
+        print(row([name, method, nfe, cfg, f"{res['fdd']:.2f}", f"{floor:.2f}+-{spread:.2f}",
+                   f"{res['fdd'] / floor:.2f}", acc], widths) + f"   ({time.perf_counter() - start:.0f} s)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="n = 200 and NFE 10, 20 only")
@@ -63,8 +107,12 @@ def main() -> None:
     parser.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 50])
     parser.add_argument("--omega", type=float, default=2.0, help="CFG weight for conditional models")
     parser.add_argument("--models", nargs="+", default=["mnist5k_cond", "digits8_cond", "mnist5k_uncond", "digits8_uncond"])
+    parser.add_argument("--solvers", action="store_true", help="Ch. 9: every fast solver at NFE 5, 10, 20")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args.solvers:
+        solver_table(min(args.n, 1000) if args.n != 500 else 400)
+        return
     n, nfes = (200, [10, 20]) if args.quick else (args.n, args.nfe)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, cpu; "
           f"CFG interval = lambda in {INTERVAL}\n")

@@ -55,6 +55,12 @@ def marginal_var_t(x, t, pts, w):
     return (torch.softmax(logits, 1)[..., None] * (x[:, None] - pts[None]) / t).sum(1)
 
 
+def marginal_book(x, t, pts, w):
+    """The marginal velocity written in the book's Ch. 5 convention (data at t = 1)."""
+    logits = torch.log(w)[None] - ((x[:, None] - t * pts[None]) ** 2).sum(-1) / (2 * (1 - t) ** 2)
+    return (torch.softmax(logits, 1)[..., None] * (pts[None] - x[:, None]) / (1 - t)).sum(1)
+
+
 SOLUTIONS = {
     "planar_logdet": planar,
     "cfm_loss": cfm_loss,
@@ -89,7 +95,12 @@ WRONG = [
     ("heun_step", lambda v, x, s, t: 2 * heun(v, x, s, t) - x, ["factor 1/2"]),
     ("heun_step", lambda v, x, s, t: x + (t - s) * v(x + 0.5 * (t - s) * v(x, s), 0.5 * (s + t)), ["midpoint rule"]),
     ("marginal_slope_1d", lambda *a: slope(*a, half=False), ["V'/V"]),
-    ("marginal_slope_1d", lambda t, s0, s1: slope(t, s1, s0), ["swapped"]),
+    ("marginal_slope_1d", lambda t, s0, s1: slope(t, s1, s0), ["swapped", "book's Ch. 5 convention"]),
+    ("marginal_slope_1d", lambda *a: -slope(*a), ["sign is flipped", "d/dtau"]),
+    ("marginal_velocity", marginal_book, ["book's Ch. 5 convention"]),
+    ("cfm_loss", lambda *a: cfm_loss(*a, sign=-1, path="fm"), ["book's Ch. 5 convention throughout"]),
+    ("planar_logdet", lambda z, u, w, b: torch.log((1 + torch.tanh(z @ w + b) * (u @ w) ** 2).abs()),
+     ["outer product", "det(I + a b^T)"]),
     ("marginal_slope_1d", lambda t, s0, s1: (s1 - s0) / ((1 - t) * s0 + t * s1), ["variances add"]),
     ("euler_point_mass", "b", ["recorded 'b'", "constant"]),
     ("euler_point_mass", "c", ["recorded 'c'"]),

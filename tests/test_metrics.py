@@ -1,4 +1,6 @@
 """Metrics: exact W2 closed forms, floors, and that a far-off sample is far above the floor."""
+import math
+
 import pytest
 import torch
 
@@ -119,3 +121,16 @@ def test_spread_bad_arguments():
     with pytest.raises(ValueError, match="repeats must be an int >= 1"):
         metrics.floor(metrics.w2_exact, _target, 50, repeats=0)
     assert metrics.Spread.of([2.0]).std == 0.0
+
+
+def test_off_mode_fraction_matches_the_chi2_tail_and_sees_between_mode_points():
+    g = torch.Generator().manual_seed(9)
+    ring = dl.datasets.ring_mixture(8, 1.1, 0.11)
+    x = ring.sample(100_000, generator=g)
+    # separated isotropic 2-D modes: P(r > 3 sigma) = exp(-9/2) = 0.0111; 5 standard errors of the count
+    assert metrics.off_mode_fraction(x, ring) == pytest.approx(math.exp(-4.5), abs=5 * (0.0111 / 1e5) ** 0.5)
+    mid = torch.tensor([[1.1 * math.cos(math.pi / 8), 1.1 * math.sin(math.pi / 8)]])   # halfway between two modes
+    assert metrics.off_mode_fraction(torch.cat([x[:900], mid.repeat(100, 1)]), ring) > 0.09
+    assert metrics.off_mode_fraction(ring.means, ring) == 0.0
+    with pytest.raises(ValueError, match="k must be a positive"):
+        metrics.off_mode_fraction(x[:5], ring, k=0)

@@ -74,9 +74,10 @@ def check_planar_logdet(fn: Any) -> tuple[bool, str]:
             return False, ("you got NaN where 1 + h' u^T w is negative: the density needs log |det|, so take the "
                            "absolute value before the log.")
         if close(a, torch.log(torch.abs(h1 * (u @ w))), 1e-6, 1e-8):
-            return False, "the identity is missing: the Jacobian is I + h' u w^T, so the lemma gives 1 + h' u^T w."
-        return False, (f"for D = {z.shape[1]}: expected {fmt(want)}, got {fmt(got)}. The Jacobian is I + h' u w^T; "
-                       "the determinant lemma gives det = 1 + h' u^T w.")
+            return False, ("the identity is missing: g(z) = z + ..., so its Jacobian is the identity PLUS a rank-one "
+                           "matrix; apply the determinant lemma to that sum.")
+        return False, (f"for D = {z.shape[1]}: expected {fmt(want)}, got {fmt(got)}. Write the Jacobian of g as the "
+                       "identity plus an outer product a b^T and use det(I + a b^T) = 1 + b^T a.")
     return True, "log|1 + h'(w^T z + b) u^T w| matches the autograd Jacobian in 2-D and 3-D."
 
 
@@ -103,6 +104,10 @@ def check_cfm_loss(fn: Any) -> tuple[bool, str]:
     if close(a, ((v(x_t) - (x0 - eps)) ** 2).mean(1)):
         return False, ("the target has the wrong sign: with data at t = 0 and noise at t = 1 the path moves from x0 to "
                        "eps, so its velocity is eps - x0 (x0 - eps is the book's noise-at-0 convention).")
+    if close(a, ((v(tt * x0 + (1 - tt) * eps) - (x0 - eps)) ** 2).mean(1)):
+        return False, ("this is the book's Ch. 5 convention throughout (noise at t = 0: x_t = t x0 + (1 - t) eps, "
+                       "target x0 - eps). It is consistent in itself, but the course's model is asked at t = 1 for "
+                       "noise: map tau = 1 - t once, as in Exercise 2, and reuse your training pair.")
     if close(a, ((v(tt * x0 + (1 - tt) * eps) - (eps - x0)) ** 2).mean(1)):
         return False, "x_t is built in the noise-at-0 convention; the course's path is x_t = (1 - t) x0 + t eps."
     if close(a, ((v(x_t) - eps) ** 2).mean(1)):
@@ -152,6 +157,12 @@ def check_marginal_velocity(fn: Any) -> tuple[bool, str]:
                            "weight_n N(x_t; (1 - t) x0_n, t^2 I), so add log(weights) to the logits.")
         if close(a, -want, 1e-5, 1e-7):
             return False, "the sign is flipped: the conditional velocity is (x - x0_n)/t = eps - x0_n, away from the data."
+        s = 1 - t                                                           # the book's Ch. 5 time tau = t
+        post_b = torch.softmax(torch.log(w)[None] - ((x[:, None, :] - t * pts[None]) ** 2).sum(-1) / (2 * s ** 2), dim=1)
+        if close(a, (post_b[..., None] * (pts[None] - x[:, None, :]) / s).sum(1), 1e-5, 1e-7):
+            return False, (f"at t = {t} this is the book's Ch. 5 convention (data at t = 1: mean t x0_n, std 1 - t, "
+                           "velocity (x0_n - x)/(1 - t)). The course puts the data at t = 0: map tau = 1 - t once "
+                           "(velocities change sign).")
         return False, f"at t = {t}: expected {fmt(want)}, got {fmt(got)}."
     return True, "the posterior average matches the exact marginal velocity of dl.PointSet at t = 0.3 and 0.7."
 
@@ -214,7 +225,11 @@ def check_marginal_slope_1d(fn: Any) -> tuple[bool, str]:
     if close(a, [2 * w for w in want], 1e-6, 1e-9):
         return False, "you returned V'/V; the standard deviation sqrt(V) grows at V'/(2V), which is the slope."
     if close(a, [_slope(t, s1, s0) for t, s0, s1 in cases], 1e-6, 1e-9):
-        return False, "sigma0 and sigma1 are swapped: in the course's convention the data (sigma0) sit at t = 0."
+        return False, ("sigma0 and sigma1 are swapped, which is also what the book's Ch. 5 convention gives read at "
+                       "tau = t: in the course's convention the data (sigma0) sit at t = 0.")
+    if close(a, [-w for w in want], 1e-6, 1e-9):
+        return False, ("the sign is flipped: that is the slope in the book's Ch. 5 time (data at tau = 1), "
+                       "d/dtau at tau = 1 - t; in the course's time d/dt = -d/dtau, and the spread grows toward t = 1.")
     lin = [(s1 - s0) / ((1 - t) * s0 + t * s1) for t, s0, s1 in cases]
     if close(a, lin, 1e-6, 1e-9):
         return False, ("you added standard deviations as if x0 and x1 moved together; they are independent, so "

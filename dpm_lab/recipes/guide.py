@@ -18,16 +18,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .. import nets
+from .. import guidance, nets, samplers
 from ..gmm import GaussianMixture
-from ..schedules import get_schedule
+from ..schedules import VPLinear, get_schedule
 from ..utils import multinomial, rand, randn
 from ..zoo import Recipe, register
 
-__all__ = ["BUILDER", "mixture", "GridLaw", "tilted_law", "conditional_law", "spread", "GUIDE_RECIPES"]
+__all__ = ["BUILDER", "mixture", "GridLaw", "tilted_law", "conditional_law", "spread", "GUIDE_RECIPES",
+           "INTERVAL", "cfg_samples", "TASKS", "METHODS", "measurement", "inverse_model", "inverse_samples"]
 
 BUILDER = "guide_clf/1"
 NULL = 2                      # the mixture's "no condition" label (classes 0 and 1)
+SCHEDULE = VPLinear()
+INTERVAL = (-1.0, 2.5)        # guide only where lambda_t = log(alpha_t / sigma_t) lies here (VP: 0.02 < t < 0.45)
 
 
 def mixture() -> GaussianMixture:
@@ -150,3 +153,49 @@ def _recipe() -> Recipe:
 
 
 GUIDE_RECIPES = [_recipe()]
+
+
+# -- samplers on the exact mixture ------------------------------------------------------------------
+def _prior(n: int, seed: int) -> torch.Tensor:
+    return randn((n, 2), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def cfg_samples(mix: GaussianMixture, c: int, omega: float, *, interval: bool = False, n: int = 2000, nfe: int = 50,
+                seed: int = 0, method: str = "dpmpp_2m") -> torch.Tensor:
+    """n samples (n, 2) of exact CFG (§8.3) on the mixture, VP schedule, from a seeded prior; interval=True guides
+    only where lambda_t lies in INTERVAL."""
+    cfg = guidance.CFG(mix.model(SCHEDULE), omega, mix.n_classes, c=c, lam_interval=INTERVAL if interval else None)
+    return samplers.solve(cfg, _prior(n, seed), nfe=nfe, method=method)
+
+
+# the 2D inverse problems: (A, y, sigma_y) for y = A x0 + sigma_y z
+TASKS = {"inpaint (see x1)": ([[1.0, 0.0]], [0.6], 0.1),
+         "denoise": ([[1.0, 0.0], [0.0, 1.0]], [0.1, 0.2], 0.5),
+         "blur (see (x1 + x2) / 2)": ([[0.5, 0.5]], [0.2], 0.1)}
+METHODS = ("exact posterior", "Score-SDE", "ILVR", "DPS", "PiGDM")
+
+
+def measurement(task: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(A (M, 2), y (M,), sigma_y) of a task in TASKS, float64."""
+    A, y, sy = TASKS[task]
+    return torch.tensor(A, dtype=torch.float64), torch.tensor(y, dtype=torch.float64), sy
+
+
+def inverse_model(mix: GaussianMixture, task: str, method: str, scale: float = 1.0):
+    """The guided Model of `method` for `task` on the exact prior (the exact posterior's own model for
+    'exact posterior'); PiGDM takes the prior's per-coordinate variance as its data variance."""
+    A, y, sy = measurement(task)
+    prior = mix.model(SCHEDULE)
+    if method == "exact posterior":
+        return mix.posterior(A, y, sy).model(SCHEDULE)
+    op = guidance.matrix_operator(A)
+    if method == "PiGDM":
+        return guidance.PiGDM(prior, op, y, sy, scale, data_var=float(mix.cov().diagonal().mean()))
+    cls = {"Score-SDE": guidance.ScoreSDEProjection, "ILVR": guidance.ILVRProjection, "DPS": guidance.DPS}[method]
+    return cls(prior, op, y, sy, scale)
+
+
+def inverse_samples(mix: GaussianMixture, task: str, method: str, *, scale: float = 1.0, n: int = 1000, nfe: int = 50,
+                    seed: int = 0) -> torch.Tensor:
+    """n samples (n, 2) of `method` on `task` with DDIM (one evaluation per step) from a seeded prior."""
+    return samplers.solve(inverse_model(mix, task, method, scale), _prior(n, seed), nfe=nfe, method="ddim")

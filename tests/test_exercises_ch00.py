@@ -116,6 +116,7 @@ WRONG = [
     ("ddim_bridges", "d", ["You predicted (d)", "mean radius is 1.93 after 10 steps", "inwards"]),
     ("ddim_bridges", "z", ["answer one letter of 'a', 'b', 'c', 'd'; you gave 'z'"]),
     ("ddim_port", E.ported_ddim_step, ["For the vp schedule from t=0.5 to t=0.3", "(largest difference", "still the port's output"]),
+    ("ddim_port", lambda m, x, s, t: _diffusers_step(m, x, t, t), ["returns x unchanged", "at t_next"]),
     ("ddim_port", lambda m, x, s, t: _diffusers_step(m, x, s, t, square_next=False),
      ["x0 is right now, but the re-noising to t_next still treats alpha(t_next) as alphas_cumprod"]),
     ("ddim_port", lambda m, x, s, t: _diffusers_step(m, x, s, t, square_cur=False),

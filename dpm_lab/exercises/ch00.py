@@ -182,7 +182,7 @@ def check_score_from_eps(fn: Any) -> tuple[bool, str]:
         elif close(got, eps / s):
             hint = " The sign is off: the score points back toward the data, against the noise."
         elif close(got, -eps / s ** 2) or close(got, -eps * s):
-            hint = " Check the power of sigma_t: score = -eps / sigma_t."
+            hint = " Check the power of sigma_t: Tweedie's formula divides by sigma_t^2, and eps itself carries one factor sigma_t."
         elif close(got, -eps):
             hint = " That is -eps: the score also carries a factor 1 / sigma_t (it grows as the noise shrinks)."
         elif sch.name != "vp" and close(got, -eps / VPLinear().sigma(t)):
@@ -329,6 +329,9 @@ def check_ddim_port(fn: Any) -> tuple[bool, str]:
                     " square root, sigma_t = sqrt(1 - alpha_t^2).")
         elif close(got, x0_right):
             hint = " That is x0_hat itself: DDIM re-noises it to t_next with the same eps_hat."
+        elif close(got, x):
+            hint = (" Your step returns x unchanged: it reads the prediction or its coefficients at t_next. x lives"
+                    " at t_cur, so x0_hat and eps_hat come from t_cur; only the re-noising uses t_next.")
         if as_array(got).shape == tuple(x.shape):
             gap = float(abs(as_array(got) - as_array(want)).max())
             return False, (f"{where}: your x[0] is {fmt(as_array(got)[0])} but should be {fmt(want[0])} "

@@ -11,9 +11,10 @@ Builder version "discrete/1": bump it when _model, _data or _loss change what a 
 from __future__ import annotations
 
 from ..discrete import MarkovLaw, MaskedDenoiser, masked_elbo
+from .. import zoo
 from ..zoo import Recipe, register
 
-__all__ = ["BUILDER", "CHAIN_SPEC", "DISCRETE_RECIPES", "chain_law"]
+__all__ = ["BUILDER", "CHAIN_SPEC", "DISCRETE_RECIPES", "chain_law", "retrain"]
 
 BUILDER = "discrete/1"
 # a sticky three-symbol chain: tokens repeat often, so neighbours are strongly dependent
@@ -50,3 +51,11 @@ def _register_all() -> list[Recipe]:
 
 
 DISCRETE_RECIPES = _register_all()
+
+
+def retrain(name: str = "masked_chain4", *, progress: bool = True) -> MaskedDenoiser:
+    """Train recipe `name` live (a notebook's RETRAIN flag) without touching the zoo; returns it in eval mode."""
+    recipe = zoo.get(name)
+    model = recipe.new_model()
+    zoo._fit(model, recipe, device="cpu", progress=progress)
+    return model.eval()

@@ -199,4 +199,4 @@ class ReverseSamplingExplorer(Explorer):
         ax_k.set_ylabel("KL(target || sampler), nats")
         ax_k.set_title(f"KL = {data['kl']:.4f} nats at {values['steps']} steps", fontsize=10)
         ax_k.grid(True, which="both", alpha=0.3)
-        _draw_tokens(ax_s, data["samples"], self.law.V, "samples")
+        _draw_tokens(ax_s, data["samples"], self.law.V, "strings drawn from the sampler's law")

@@ -4,8 +4,8 @@ figure export and the notebook normaliser (not imported by `import dpm_lab`). On
     workspace.py  python -m dpm_lab.course workspace [--out DIR] [--fresh CHAPTER ...]   (and `lab`: then JupyterLab)
     builds.py     python -m dpm_lab.course student|instructor [--out DIR] [--chapters DIR] [--problems DIR] [--execute]
     normalize.py  python -m dpm_lab.course normalize [NOTEBOOK ...] [--check]
-    grading.py    python -m dpm_lab.course grade DIR [--csv FILE] [--timeout S] [--jobs N] [--chapters ...] [--restart]
-    nbgrader_export.py  python -m dpm_lab.course nbgrader OUT [--chapters ...] [--points P]
+    grading.py    python -m dpm_lab.course grade DIR [--csv FILE] [--timeout S] [--jobs N] [--expect CH ...] [--restart]
+    nbgrader_export.py  python -m dpm_lab.course nbgrader OUT [--only CH ...] [--points P]
     figures.py    python -m dpm_lab.course figures CHAPTER --out DIR [--chapters DIR] [--dpi N]
     cli.py        the command line (also the `dpm-lab` console command of an installed wheel)
 

@@ -47,13 +47,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
     g.add_argument("--executed", default=None, help="also save each executed notebook under this folder")
     g.add_argument("--jobs", type=int, default=None, help="students graded at once (default: the CPU count)")
-    g.add_argument("--chapters", nargs="+", default=None, metavar="CHAPTER",
-                   help="chapters every student must hand in (default: those any student handed in)")
+    g.add_argument("--expect", nargs="+", default=None, metavar="CHAPTER",
+                   help="chapters every student must hand in, e.g. 00 02 (default: those any student handed in)")
     g.add_argument("--restart", action="store_true", help="grade everything again (default: resume, keeping the "
                    "results of an earlier, interrupted run for notebooks that have not changed)")
     nb = sub.add_parser("nbgrader", help="write an nbgrader course folder (source/<chapter>/<chapter>.ipynb)")
     nb.add_argument("out", help="the nbgrader course folder to create (must not exist yet)")
-    nb.add_argument("--chapters", nargs="+", default=None, metavar="CHAPTER", help="chapters to export (default all)")
+    nb.add_argument("--only", nargs="+", default=None, metavar="CHAPTER", help="chapters to export, e.g. 00 02 "
+                    "(default all)")
+    nb.add_argument("--chapters", default=None, help="source chapters folder (default: the course's chapters/)")
     nb.add_argument("--points", type=float, default=1.0, help="points per check (default 1)")
     f = sub.add_parser("figures", help="export a chapter's figures as PNG and SVG for slides")
     f.add_argument("chapter", help="chapter number or name: 02 or 02_vae_to_ddpm")
@@ -139,10 +141,12 @@ def _main_grade(args: argparse.Namespace) -> int:
 def _main_nbgrader(args: argparse.Namespace) -> int:
     from . import nbgrader_export
 
-    paths = nbgrader_export.export(args.out, chapters=args.chapters, points=args.points)
+    paths = nbgrader_export.export(args.out, chapters=args.only, source=args.chapters, points=args.points)
     for path in paths:
         print(f"wrote {path}")
-    print(f"{len(paths)} assignment(s); next: cd {args.out} && nbgrader generate_assignment <chapter>")
+    first = paths[0].parent.name
+    print(f"{len(paths)} assignment(s) with {args.points:g} point(s) per check; next: cd {args.out} && "
+          f"nbgrader generate_assignment {first}  (then nbgrader autograde {first})")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Grading without JupyterHub: execute each student's notebooks and grade every exercise check.
 
-    python -m dpm_lab.course grade DIR [--csv FILE] [--timeout S] [--jobs N] [--chapters 00 02] [--restart]
+    python -m dpm_lab.course grade DIR [--csv FILE] [--timeout S] [--jobs N] [--expect 00 02] [--restart]
 
 DIR holds one folder per student with their notebooks (DIR/<student>/NN_name.ipynb; the chapter
 comes from the two leading digits, or, for a renamed file, from the checks it calls). Every
@@ -437,7 +437,7 @@ def main_grade(args: argparse.Namespace) -> int:
         resume.unlink(missing_ok=True)
     t0 = time.monotonic()
     grades = grade(args.dir, timeout=args.timeout, executed=args.executed, progress=print, jobs=args.jobs,
-                   chapters=args.chapters, resume_file=resume, bar=True)
+                   chapters=args.expect, resume_file=resume, bar=True)
     if not any(g.notebook for g in grades):
         print(f"error: no notebooks found as {args.dir}/<student>/NN_name.ipynb (one folder per student)",
               file=sys.stderr)

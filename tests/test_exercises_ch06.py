@@ -18,6 +18,13 @@ def weights(x_t, t, points, s, *, centre=True, axis=-1, var=True, norm=True):
     return torch.softmax(logits, dim=axis) if norm else torch.exp(logits)
 
 
+def naive_weights(x_t, t, points, s):
+    """Normalised Gaussian densities computed outside the log domain: right at moderate t, 0/0 at small t."""
+    a, sig = s.alpha(t).item(), s.sigma(t).item()
+    dens = torch.exp(-((x_t[:, None, :] - a * points[None]) ** 2).sum(-1) / (2 * sig ** 2))
+    return dens / dens.sum(-1, keepdim=True)
+
+
 def convert(s, x_t, t, value, src, dst, *, score_b=lambda c: -1 / c.sigma, vel=lambda c: (c.d_alpha, c.d_sigma)):
     c = s.coeffs(t).floats()
     ab = {"x0": (1.0, 0.0), "eps": (0.0, 1.0), "score": (0.0, score_b(c)), "velocity": vel(c)}
@@ -53,6 +60,7 @@ WRONG = [
     ("posterior_weights", lambda *a: weights(*a, var=False), ["exponent"]),
     ("posterior_weights", lambda *a: weights(*a, norm=False), ["sum to one"]),
     ("posterior_weights", lambda *a: weights(*a)[:, :2], ["shape (5, 4)"]),
+    ("posterior_weights", lambda *a: naive_weights(*a), ["underflows", "log domain"]),
     ("convert", lambda *a: convert(*a, score_b=lambda c: 1 / c.sigma), ["minus sign"]),
     ("convert", lambda *a: convert(*a, score_b=lambda c: -1 / c.sigma ** 2), ["one power of sigma_t"]),
     ("convert", lambda *a: convert(*a, vel=lambda c: (c.alpha, c.sigma)), ["time derivatives"]),

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..gmm import GaussianMixture, PointSet
@@ -48,7 +49,7 @@ def check_posterior_weights(fn: Any) -> tuple[bool, str]:
     """fn(x_t (B, D), t, points (N, D), schedule) -> (B, N) posterior weights of the training points (§6.1)."""
     sched, points = VPLinear(), _draws(1, (4, 3))
     x_t = _draws(2, (5, 3))
-    for t in (0.3, 0.7):
+    for t in (0.3, 0.7, 0.002):             # 0.002: sigma_t = 0.014, so exp(-d^2 / 2 sigma^2) underflows to 0
         got = call(fn, x_t.clone(), t, points.clone(), sched)
         want = _posterior_weights(x_t, t, points, sched)
         if close(got, want, rtol=1e-6, atol=1e-9):
@@ -56,7 +57,11 @@ def check_posterior_weights(fn: Any) -> tuple[bool, str]:
         a, s = float(sched.alpha(t)), float(sched.sigma(t))
         g = as_array(got)
         hint = ""
-        if g.shape != tuple(want.shape):
+        if t < 0.01 and g.shape == tuple(want.shape) and not np.isfinite(g).all():
+            hint = (f" At t = {t} sigma_t = {s:.3f}: every exp(-||x_t - alpha_t x^(i)||^2 / (2 sigma_t^2)) underflows "
+                    "to 0 and 0/0 gives NaN. Normalise in the log domain (torch.softmax of the exponents, or "
+                    "subtract the largest exponent first).")
+        elif g.shape != tuple(want.shape):
             hint = f" Return one weight per (noisy point, training point): shape (5, 4), not {g.shape}."
         elif close(got, _softmax_of(x_t, points, 1.0, s)):
             hint = (" The kernel centres are alpha_t x^(i), not x^(i): p_t(x_t | x0) = N(alpha_t x0, sigma_t^2 I); "

@@ -201,9 +201,9 @@ class WeightingExplorer(Explorer):
     """
 
     compute_keys = ("kind", "weighting", "p_time")
-    figsize = (10.0, 3.6)
+    figsize = (10.0, 4.2)
     axes_grid = (1, 2)
-    margins = {"left": 0.07, "right": 0.98, "bottom": 0.15, "top": 0.86, "wspace": 0.25}
+    margins = {"left": 0.07, "right": 0.98, "bottom": 0.27, "top": 0.88, "wspace": 0.25}
     clear_axes = False
 
     def __init__(self, schedules: tuple[str, ...] = LENS_SCHEDULES, n: int = 300, **initial: Any) -> None:
@@ -236,7 +236,8 @@ class WeightingExplorer(Explorer):
         ax.set(xlim=(-8, 8), ylim=(1e-4, 1e4), yscale="log", xlabel=r"$\lambda=\log(\alpha_t/\sigma_t)$",
                ylabel=r"$w(\lambda)$ on $\|\epsilon_\phi-\epsilon\|^2$")
         bx.set(xlim=(0, 1), ylim=(1e-4, 1e6), yscale="log", xlabel="t", ylabel=r"$p_{time}(t)\,\omega(t)$")
-        ax.legend(fontsize=7, loc="upper right", ncol=2)
+        # below the axes: inside, some (kind, weighting, p_time) always has a curve under it
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, frameon=False)
         self._title = self.animated(self.fig.suptitle(" ", fontsize=10))
 
     def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:

@@ -188,6 +188,8 @@ WRONG = [
     ("ancestral_step", lambda m, x, i, s, z: step(m, x, i, s, z, t_shift=1), ["t_{i-1} = (i - 1) / L"]),
     ("ancestral_step", lambda m, x, i, s, z: m.predict(x, i, "eps"), ["not the step index i"]),
     ("ancestral_step", lambda *a: step(*a, kind="raw"), ["model(x, t) is the network's own output"]),
+    ("ancestral_step", lambda m, x, i, s, z: step(m, x, i, s, torch.randn(x.shape, dtype=x.dtype)),
+     ["use the draw z you are given"]),
     ("ancestral_step", lambda *a: step(*a, kind="x0"), ["needs its noise prediction 'eps'"]),
     ("ancestral_step", lambda m, x, i, s, z: x + z, ["never asked the model"]),
     # the VAE's KL: batch sum and mean, mean over dims, factor 2, the -1, the log sign

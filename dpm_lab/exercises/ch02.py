@@ -466,6 +466,10 @@ def check_ancestral_step(fn: Any) -> tuple[bool, str]:
                 hint = " The weight on eps_hat has beta_i^2, not beta_i: the book's beta is a standard deviation."
             elif close(got, (x_i - b2[i - 1] / torch.sqrt(1 - ab[i]) * eps_hat) / a[i - 1] + std * z):
                 hint = " The noise scale of x_i is sqrt(1 - alpha_bar_i^2), not sqrt(1 - alpha_bar_i) (the slip of §3.4)."
+            elif i > 1 and as_array(got).shape == tuple(x_i.shape) and \
+                    not close(got, call(fn, _Spy(exact), x_i.clone(), i, _SCHED, z.clone())):
+                hint = (" Two calls with the same x_i and z gave different points: use the draw z you are given, not a "
+                        "fresh torch.randn (the sampler passes z in, so that runs can be compared).")
         return False, f"at i={i} your x_(i-1)[0] is {fmt(as_array(got)[0])} but should be {fmt(want[0])}.{hint}"
     return True, "Eq. 2.2.14: denoise (the eps-mean), then re-noise with sigma(i) z. At i = 1, sigma(1) = 0."
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import pathlib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import nbformat
@@ -143,18 +144,21 @@ def execute_notebook(nb: NotebookNode, *, cwd: str | pathlib.Path | None = None,
 
 
 def build(kind: str, out: str | pathlib.Path | None = None, chapters: str | pathlib.Path | None = None,
-          *, execute: bool = False, pattern: str = CHAPTER_GLOB) -> list[pathlib.Path]:
-    """Write the student or instructor copies of every chapter; returns the written paths."""
+          *, execute: bool = False, pattern: str = CHAPTER_GLOB, only: Sequence[str] | None = None
+          ) -> list[pathlib.Path]:
+    """Write the student or instructor copies of every chapter (or the chapters named in `only`); returns the
+    written paths. A bad name in `only` raises ValueError listing the valid ones, before anything is written."""
     if kind not in ("student", "instructor"):
         raise ValueError(f"kind must be 'student' or 'instructor', got {kind!r}")
     src = pathlib.Path(chapters) if chapters else course_folder("chapters")
     dst = pathlib.Path(out) if out else pathlib.Path(f"build/{kind}")
     if not src.is_dir():
         raise ValueError(f"chapters folder not found: {src}")
+    paths = [chapter_notebook(name, src) for name in only] if only else sorted(src.glob(pattern))
     dst.mkdir(parents=True, exist_ok=True)
     make = student_notebook if kind == "student" else instructor_notebook
     written = []
-    for path in sorted(src.glob(pattern)):
+    for path in paths:
         nb = make(nbformat.read(path, as_version=4))
         if execute:
             execute_notebook(nb, cwd=dst)

@@ -36,6 +36,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         b.add_argument("--chapters", default=None, help="source chapters folder (default: the course's chapters/)")
         b.add_argument("--problems", default=None, help="source problem sets folder (default: the course's problems/)")
         b.add_argument("--execute", action="store_true", help="execute each copy after building it")
+        b.add_argument("--only", nargs="+", default=None, metavar="CHAPTER", help="only these chapters, e.g. 00 02")
     n = sub.add_parser("normalize", help="store notebooks as JupyterLab saves them (opening them then changes nothing)")
     n.add_argument("notebooks", nargs="*", help="notebooks to normalise in place (default: every chapter)")
     n.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook would change")
@@ -79,12 +80,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m dpm_lab.cours
 
 
 def console() -> int:
-    """The `dpm-lab` console command."""
+    """The `dpm-lab` console command. From an installed wheel (no checkout around the package) the data
+    folder is the wheel's own, for this process and the notebook kernels it starts."""
+    data = builds.course_folder("data")
+    if data != builds.ROOT / "data" and "DPM_LAB_DATA" not in os.environ:
+        os.environ["DPM_LAB_DATA"] = str(data)
     return main(prog="dpm-lab")
 
 
 def _main_build(args: argparse.Namespace) -> int:
-    paths = builds.build(args.command, args.out, args.chapters, execute=args.execute)
+    paths = builds.build(args.command, args.out, args.chapters, execute=args.execute, only=args.only)
     for path in paths:
         print(f"wrote {path}")
     n = sum(builds.is_solution(c) for path in paths for c in nbformat.read(path, as_version=4).cells)

@@ -3,7 +3,9 @@ closeness, message formatting and the registry `EXERCISES`.
 
 A check body returns `(ok, message)` and may raise `NotAttempted` (through `call`) when the
 learner has not answered yet; `checker` turns it into a function that prints one friendly line
-and returns True or False, and never raises.
+and returns True or False, and never raises. In a notebook, a check that is its cell's last
+expression shows only its line, not a stray `True` below it (see `_quiet_result`); the value is
+still returned (tests, the grader and `assert check_...(...)` rely on it).
 
 For grading (`python -m dpm_lab.course grade`): when the environment variable named by
 `RESULTS_ENV` (DPM_LAB_CHECK_RESULTS) holds a file path, every check also appends one JSON line
@@ -12,8 +14,10 @@ line is the same with or without it.
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -110,6 +114,7 @@ def checker(name: str, chapter: str) -> Callable[[Callable[..., tuple[bool, str]
             status, line = _outcome(name, body, (answer, *args), kwargs)
             print(line)
             _record(chapter, name, status, line)
+            _quiet_result()
             return status == "passed"
 
         check.__name__ = check.__qualname__ = f"check_{name}"
@@ -134,6 +139,36 @@ def _outcome(name: str, body: Callable[..., tuple[bool, str]], args: tuple, kwar
         return STATUSES[1], (f"{NO} {name}: your code raised {type(exc).__name__}: {exc}. "
                              "Check the shapes and types of what you return.")
     return (STATUSES[0] if ok else STATUSES[1]), f"{OK if ok else NO} {name}: {msg}"
+
+
+def _quiet_result() -> None:
+    """In IPython, when the running cell ends with a bare check call, its True/False is not displayed.
+
+    A one-shot display printer for bool is installed for this cell only (removed by the first bool it
+    hides, or when the cell ends), so any other cell's True/False still shows. Outside IPython, or for
+    `ok = check_...(...)`, `assert check_...(...)`, nothing changes."""
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        cell = ip.history_manager.input_hist_raw[-1] if ip is not None else ""
+        last = ast.parse(ip.transform_cell(cell)).body[-1] if cell.strip() else None
+    except Exception:  # noqa: BLE001 - no IPython, a cell with syntax only IPython knows: show as usual
+        return
+    if not (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+            and re.search(r"(^|\.)check_\w+$", ast.unparse(last.value.func))):
+        return
+    shown = ip.display_formatter.ipython_display_formatter
+
+    def hide(_: bool) -> None:
+        shown.type_printers.pop(bool, None)
+
+    def cleanup(*_: Any) -> None:
+        shown.type_printers.pop(bool, None)
+        ip.events.unregister("post_run_cell", cleanup)
+
+    shown.for_type(bool, hide)
+    ip.events.register("post_run_cell", cleanup)
 
 
 def _record(chapter: str, name: str, status: str, line: str) -> None:

@@ -1,0 +1,26 @@
+"""What a learner sees in a notebook: a check prints its line and shows no stray True/False (its value is
+still returned), while every other cell's True still shows."""
+from nbformat.v4 import new_code_cell, new_notebook
+
+import dpm_lab.course as course
+
+RIGHT = "import math\ndef my_alpha(t):\n    return math.exp(-0.5 * (0.1 * t + 0.5 * 19.9 * t * t))"
+
+
+def test_a_check_shows_its_line_and_no_stray_true(tmp_path):
+    nb = new_notebook(cells=[new_code_cell(s) for s in (
+        "import dpm_lab as dl", RIGHT,
+        "dl.exercises.check_vp_alpha(my_alpha)",                     # 2: the line only
+        "from dpm_lab.exercises import check_vp_alpha\ncheck_vp_alpha(None)",   # 3: the line only
+        "ok = dl.exercises.check_vp_alpha(my_alpha)\nok",             # 4: the learner asks for the value: shown
+        "1 + 1 == 2",                                                 # 5: an ordinary True: shown
+        "dl.exercises.check_vp_alpha(my_alpha)\n3 > 2",               # 6: the last expression is not the check
+        "assert dl.exercises.check_vp_alpha(my_alpha)",               # 7: the value is there for assert
+    )])
+    course.execute_notebook(nb, cwd=tmp_path)
+    results = [[o["data"]["text/plain"] for o in c.outputs if o.output_type == "execute_result"] for c in nb.cells]
+    streams = ["".join(o.get("text", "") for o in c.outputs if o.output_type == "stream") for c in nb.cells]
+    assert results[2] == [] and "\u2705 vp_alpha" in streams[2]
+    assert results[3] == [] and "not attempted yet" in streams[3]
+    assert results[4] == ["True"] and results[5] == ["True"] and results[6] == ["True"]
+    assert not any(o.output_type == "error" for c in nb.cells for o in c.outputs)

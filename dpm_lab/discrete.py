@@ -33,7 +33,9 @@ from .utils import rand
 
 __all__ = ["check_rate_matrix", "masked_rates", "uniform_rates", "CTMC", "MarkovLaw", "copy_law",
            "mask_tokens", "exact_denoiser", "MaskedDenoiser", "masked_elbo", "sample_masked",
-           "sampler_law", "sampler_laws", "tempered", "kl", "total_correlation"]
+           "sampler_law", "sampler_laws", "tempered", "kl", "total_correlation",
+           "uniform_tokens", "exact_uniform_denoiser", "sample_uniform", "uniform_sampler_law", "UniformDenoiser",
+           "uniform_cross_entropy"]
 
 _TOL = 1e-9
 
@@ -562,3 +564,112 @@ def _moves(V: int, L: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     masked = states == V
     src, dst = ((states[None] == states[:, None]) | masked[:, None, :]).all(-1).nonzero(as_tuple=True)
     return states, src, dst
+
+
+# -- uniform diffusion on sequences (the second kernel of §12.2.2) --------------------------------------------------
+def _q_keep(t) -> torch.Tensor:
+    """alpha_t of the sequence processes of this module: 1 - t (a token keeps its value with this probability)."""
+    return 1 - torch.as_tensor(t, dtype=torch.float64)
+
+
+def uniform_tokens(x0: torch.Tensor, t, V: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Forward uniform corruption: each token kept with probability alpha_t = 1 - t, else redrawn uniformly from
+    all V symbols (itself included), Cat(alpha_t x0 + (1 - alpha_t) 1/V).  t a float or (n,) tensor."""
+    x0 = _tokens(x0, V, "x0")
+    t = torch.as_tensor(t, dtype=torch.float64)
+    t = t.reshape(-1, 1) if t.dim() else t
+    if ((t < 0) | (t > 1)).any():
+        raise ValueError("t must lie in [0, 1]")
+    redraw = rand(x0.shape, generator=generator, dtype=torch.float64) < t
+    noise = (rand(x0.shape, generator=generator, dtype=torch.float64) * V).long().clamp_max(V - 1)
+    return torch.where(redraw, noise, x0)
+
+
+def exact_uniform_denoiser(law: MarkovLaw) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """Pr(x0^i = v | x_t) under uniform corruption at time t, shape (n, L, V): unlike masking, it depends on t,
+    because a token that shows a value may or may not have been redrawn."""
+    def denoise(x_t: torch.Tensor, t: float) -> torch.Tensor:
+        x_t = _tokens(x_t, law.V, "x_t")
+        a = float(_q_keep(t))
+        lik = torch.where(law.sequences[None] == x_t[:, None], a + (1 - a) / law.V, (1 - a) / law.V).prod(-1)
+        w = law.probs[None] * lik                                                  # (n, S)
+        w = w / w.sum(1, keepdim=True)
+        return torch.einsum("ns,slv->nlv", w, torch.nn.functional.one_hot(law.sequences, law.V).double())
+    return denoise
+
+
+def _uniform_reverse_kernel(V: int, s: float, t: float) -> torch.Tensor:
+    """K[u, v, w] = Pr(x_t = w | x_s = u, x0 = v) for uniform corruption, t < s (Bayes on the two kernels)."""
+    a_s, a_t = float(_q_keep(s)), float(_q_keep(t))
+    eye = torch.eye(V, dtype=torch.float64)
+    step = (a_s / a_t) * eye + (1 - a_s / a_t) / V if a_t > 0 else torch.full((V, V), 1.0 / V, dtype=torch.float64)
+    from_x0 = a_t * eye + (1 - a_t) / V                                            # [v, w] = Pr(x_t = w | x0 = v)
+    joint = from_x0[None, :, :] * step.T[:, None, :]                               # [u, v, w]: Pr(x_s=u | x_t=w) Pr(x_t=w | v)
+    return joint / joint.sum(-1, keepdim=True)
+
+
+def sample_uniform(denoiser: Callable, n: int, L: int, V: int, steps: int, *,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Ancestral sampling of uniform diffusion on the grid 1 = t_0 > ... > t_steps = 0: start from uniform tokens;
+    each step draws every token independently from sum_v Pr(x0^i = v | x_s) Pr(x_t^i | x_s^i, x0^i = v)."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    x = (rand((n, L), generator=generator, dtype=torch.float64) * V).long().clamp_max(V - 1)
+    grid = [1 - k / steps for k in range(steps + 1)]
+    for s, t in zip(grid, grid[1:]):
+        probs = denoiser(x, s)                                                     # (n, L, V)
+        kern = _uniform_reverse_kernel(V, s, t)[x]                                 # (n, L, V_x0, V_next)
+        nxt = torch.einsum("nlv,nlvw->nlw", probs, kern)
+        u = rand((n, L, 1), generator=generator, dtype=torch.float64)
+        x = torch.searchsorted(nxt.cumsum(-1), u).squeeze(-1).clamp_max(V - 1)
+    return x
+
+
+def uniform_sampler_law(denoiser: Callable, law: MarkovLaw, steps: int) -> torch.Tensor:
+    """The exact law of `sample_uniform`'s output over law.sequences (V^L,), by propagating the law over all V^L
+    strings through the steps."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    S, V, L = law.sequences, law.V, law.L
+    dist = torch.full((len(S),), 1.0 / len(S), dtype=torch.float64)
+    grid = [1 - k / steps for k in range(steps + 1)]
+    for s, t in zip(grid, grid[1:]):
+        with torch.no_grad():
+            probs = denoiser(S, s).double()                                         # (S, L, V)
+        nxt = torch.einsum("xlv,xlvw->xlw", probs, _uniform_reverse_kernel(V, s, t)[S])   # (S, L, V)
+        T = nxt[:, torch.arange(L)[None, :], S].prod(-1)                             # T[x, y] = prod_i nxt[x, i, y_i]
+        dist = dist @ T
+    return dist
+
+
+class UniformDenoiser(torch.nn.Module):
+    """An x0-prediction network for uniform diffusion: one-hot tokens (L x V) and t -> Pr(x0^i = v | x_t), (n, L, V).
+    Unlike the masked denoiser it needs t: a visible value is trustworthy early and nearly random late."""
+
+    def __init__(self, V: int, L: int, width: int = 128, depth: int = 3):
+        super().__init__()
+        self.V, self.L = V, L
+        layers, d = [], L * V + 1
+        for _ in range(depth):
+            layers += [torch.nn.Linear(d, width), torch.nn.SiLU()]
+            d = width
+        layers.append(torch.nn.Linear(d, L * V))
+        self.net = torch.nn.Sequential(*layers)
+
+    def logits(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        h = torch.nn.functional.one_hot(x_t.long(), self.V).float().flatten(1)
+        tt = torch.as_tensor(t, dtype=torch.float32).reshape(-1, 1).expand(len(h), 1)
+        return self.net(torch.cat([h, tt], 1)).view(-1, self.L, self.V)
+
+    def forward(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        return self.logits(x_t, t).softmax(-1).double()
+
+
+def uniform_cross_entropy(model: UniformDenoiser, x0: torch.Tensor, V: int, *,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-sequence cross-entropy of the x0-prediction at a random t ~ U(0, 1) under uniform corruption, (n,).
+    Its minimiser is the exact per-token posterior Pr(x0^i | x_t), which is all the sampler needs."""
+    t = rand((x0.shape[0],), generator=generator, dtype=torch.float64)
+    x_t = uniform_tokens(x0, t, V, generator=generator)
+    logp = model.logits(x_t, t).log_softmax(-1).gather(-1, x0[..., None].long()).squeeze(-1)
+    return -logp.sum(1)

@@ -215,3 +215,48 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="forward"):
         D.CTMC.uniform(3).transition(0.8, 0.2)
     assert dl.discrete is D
+
+
+# -- uniform diffusion on sequences --------------------------------------------------------------------------------
+def test_uniform_tokens_follow_the_closed_form():
+    n, t = 60_000, 0.4
+    x = D.uniform_tokens(torch.full((n, 1), 2), t, 3, generator=torch.Generator().manual_seed(0))[:, 0]
+    freq = torch.bincount(x, minlength=3).double() / n
+    want = torch.tensor([t / 3, t / 3, 1 - t + t / 3], dtype=torch.float64)       # Cat(alpha e_2 + (1 - alpha)/3)
+    assert ((freq - want).abs() < 5 * (want * (1 - want) / n).sqrt()).all()
+
+
+def test_uniform_reverse_kernel_is_the_bayes_posterior_and_consistent():
+    V, s, t = 3, 0.7, 0.3
+    K = D._uniform_reverse_kernel(V, s, t)
+    eye = torch.eye(V, dtype=torch.float64)
+    kern = lambda a: a * eye + (1 - a) / V                                         # Pr(x = w | x0 = v) at signal a
+    step = kern((1 - s) / (1 - t))                                                 # Pr(x_s | x_t)
+    for u in range(V):
+        for v in range(V):
+            joint = kern(1 - t)[v] * step[:, u]                                     # Pr(x_t = w | v) Pr(x_s = u | x_t = w)
+            assert torch.allclose(K[u, v], joint / joint.sum(), atol=1e-14)
+    # averaging the kernel over x_s | x0 gives x_t | x0: the marginals are kept
+    assert torch.allclose(torch.einsum("vu,uvw->vw", kern(1 - s), K), kern(1 - t), atol=1e-14)
+
+
+def test_exact_uniform_denoiser_depends_on_t_and_is_the_brute_force_posterior():
+    den = D.exact_uniform_denoiser(LAW)
+    x_t = torch.tensor([[2, 2, 0, 1]])
+    early, late = den(x_t, 0.1), den(x_t, 0.9)
+    assert not torch.allclose(early, late)
+    lik = torch.where(LAW.sequences == x_t, 0.9 + 0.1 / 3, 0.1 / 3).prod(1)
+    w = LAW.probs * lik / (LAW.probs * lik).sum()
+    want = torch.zeros(3, dtype=torch.float64).index_add_(0, LAW.sequences[:, 2], w)
+    assert torch.allclose(early[0, 2], want, atol=1e-12)
+
+
+def test_uniform_sampler_law_matches_its_monte_carlo_and_converges():
+    den = D.exact_uniform_denoiser(LAW)
+    q = D.uniform_sampler_law(den, LAW, 3)
+    n = 20_000
+    h = LAW.histogram(D.sample_uniform(den, n, LAW.L, LAW.V, 3, generator=torch.Generator().manual_seed(2)))
+    assert ((h - q).abs() < 5 * (q * (1 - q) / n).sqrt() + 1e-12).all()
+    kls = [D.kl(LAW.probs, D.uniform_sampler_law(den, LAW, k)) for k in (1, 4, 16, 64)]
+    assert kls[0] == pytest.approx(D.total_correlation(LAW), abs=1e-9) and all(a > b for a, b in zip(kls, kls[1:]))
+    assert kls[-1] < 1e-3

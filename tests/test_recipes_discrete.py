@@ -7,7 +7,8 @@ from dpm_lab.recipes import discrete as R
 
 
 def test_recipe_registers_and_builds_what_it_declares():
-    (recipe,) = R.DISCRETE_RECIPES
+    recipe = R.DISCRETE_RECIPES[0]
+    assert [r.name for r in R.DISCRETE_RECIPES] == ["masked_chain4", "uniform_chain4"]
     assert dl.zoo.get("masked_chain4") is recipe and recipe.builder == "discrete/1" and recipe.shape == (4,)
     model = recipe.new_model()
     x0 = recipe.data(recipe.spec)(8, generator=torch.Generator().manual_seed(0))
@@ -30,3 +31,11 @@ def test_shipped_model_samples_close_to_the_data_law():
              for _ in range(5)]
     tv = float((law.probs - D.sampler_law(model, law, 64)).abs().sum() / 2)
     assert tv < 0.5 * min(floor)
+
+
+def test_shipped_uniform_model_samples_close_to_the_data_law():
+    model = dl.zoo.load("uniform_chain4")
+    law = R.chain_law()
+    kl64 = D.kl(law.probs, D.uniform_sampler_law(model, law, 64))
+    exact64 = D.kl(law.probs, D.uniform_sampler_law(D.exact_uniform_denoiser(law), law, 64))
+    assert exact64 < kl64 < 5e-3

@@ -1,5 +1,7 @@
 """Chapter 12 recipe: masked diffusion on short sequences whose law is known exactly.
 
+    uniform_chain4   the same data under uniform corruption: a t-conditioned x0-prediction MLP
+                     (discrete.UniformDenoiser) trained by cross-entropy on every token
     masked_chain4    an MDLM-style x0-prediction MLP (discrete.MaskedDenoiser) on sequences of L = 4 tokens
                      from V = 3 symbols drawn by a small Markov chain (CHAIN_LAW), trained on the masked ELBO
                      (a cross-entropy on the masked tokens weighted by 1/t, alpha_t = 1 - t)
@@ -10,8 +12,8 @@ Builder version "discrete/1": bump it when _model, _data or _loss change what a 
 """
 from __future__ import annotations
 
-from ..discrete import MarkovLaw, MaskedDenoiser, masked_elbo
 from .. import zoo
+from ..discrete import MarkovLaw, MaskedDenoiser, UniformDenoiser, masked_elbo, uniform_cross_entropy
 from ..zoo import Recipe, register
 
 __all__ = ["BUILDER", "CHAIN_SPEC", "DISCRETE_RECIPES", "chain_law", "retrain"]
@@ -27,9 +29,10 @@ def chain_law(spec: dict | None = None) -> MarkovLaw:
     return MarkovLaw(law["init"], law["trans"], law["L"])
 
 
-def _model(spec: dict) -> MaskedDenoiser:
+def _model(spec: dict) -> MaskedDenoiser | UniformDenoiser:
     law = chain_law(spec)
-    return MaskedDenoiser(law.V, law.L, **spec["net"])
+    net = UniformDenoiser if spec.get("kernel", "masked") == "uniform" else MaskedDenoiser
+    return net(law.V, law.L, **spec["net"])
 
 
 def _data(spec: dict):
@@ -39,15 +42,20 @@ def _data(spec: dict):
 
 def _loss(spec: dict):
     V = chain_law(spec).V
-    return lambda model, x0, c=None, *, generator=None: masked_elbo(model, x0, V, generator=generator)
+    loss = uniform_cross_entropy if spec.get("kernel", "masked") == "uniform" else masked_elbo
+    return lambda model, x0, c=None, *, generator=None: loss(model, x0, V, generator=generator)
 
 
 def _register_all() -> list[Recipe]:
     spec = {"law": CHAIN_SPEC, "seed": 0, "net": {"width": 128, "depth": 3},
             "train": {"steps": 3000, "batch": 1024, "lr": 2e-3, "lr_schedule": "cosine", "ema": 0.999, "clip": 1.0}}
+    uniform = {**spec, "kernel": "uniform"}
     return [register(Recipe("masked_chain4", BUILDER, spec, _model, _data, _loss, shape=(CHAIN_SPEC["L"],),
                             description="masked diffusion (MDLM-style x0-prediction MLP, masked ELBO) on 4-token "
-                                        "sequences of a 3-symbol Markov chain"))]
+                                        "sequences of a 3-symbol Markov chain")),
+            register(Recipe("uniform_chain4", BUILDER, uniform, _model, _data, _loss, shape=(CHAIN_SPEC["L"],),
+                            description="uniform diffusion (t-conditioned x0-prediction MLP, cross-entropy on every "
+                                        "token) on the same sequences"))]
 
 
 DISCRETE_RECIPES = _register_all()

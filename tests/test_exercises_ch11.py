@@ -50,7 +50,7 @@ def gamma_step(G, x, s, t, gamma, z, *, kind="right"):
 SOLUTIONS = {
     "ct_target": ct_target,
     "cm_coeffs": cm_coeffs,
-    "gamma_step": gamma_step,
+    "gamma_sampling_step": gamma_step,
     "multistep_cm": "b",
     "meanflow_identity": lambda v, dh, s, t: v - (s - t) * dh,
     "ctm_from_meanflow": lambda x, h, s, t: x - s * h,
@@ -66,10 +66,10 @@ WRONG = [
     ("cm_coeffs", lambda *a: cm_coeffs(*a, kind="s_as_sigma"), ["r = s / (1 - s)"]),
     ("cm_coeffs", lambda *a: cm_coeffs(*a, kind="swapped"), ["c_skip(0) = 1"]),
     ("cm_coeffs", lambda s, sd: cm_coeffs(s, sd)[0], ["pair"]),
-    ("gamma_step", lambda *a: gamma_step(*a, kind="ve"), ["VE form"]),
-    ("gamma_step", lambda *a: gamma_step(*a, kind="noscale"), ["alpha_t / alpha_t~"]),
-    ("gamma_step", lambda *a: gamma_step(*a, kind="unitnoise"), ["gamma sigma_t z"]),
-    ("gamma_step", lambda *a: gamma_step(*a, kind="keptnoise"), ["sqrt(1 - gamma^2) t"]),
+    ("gamma_sampling_step", lambda *a: gamma_step(*a, kind="ve"), ["VE form"]),
+    ("gamma_sampling_step", lambda *a: gamma_step(*a, kind="noscale"), ["alpha_t / alpha_t~"]),
+    ("gamma_sampling_step", lambda *a: gamma_step(*a, kind="unitnoise"), ["gamma sigma_t z"]),
+    ("gamma_sampling_step", lambda *a: gamma_step(*a, kind="keptnoise"), ["sqrt(1 - gamma^2) t"]),
     ("multistep_cm", "a", ["recorded 'a'"]),
     ("multistep_cm", "c", ["one of the letters"]),
     ("multistep_cm", 8, ["one of the letters"]),
@@ -89,7 +89,7 @@ globals().update(chapter_suite("11", SOLUTIONS, WRONG))
 
 
 def test_use_falls_back_only_for_a_stub(capsys):
-    f = ch11.use("gamma_step", lambda *a: None)
+    f = ch11.use("gamma_sampling_step", lambda *a: None)
     x, z = torch.ones(3, 2), torch.zeros(3, 2)
     out = f(ch11._demo_map, x, 0.9, 0.5, 0.0, z)
     assert "not attempted yet" in capsys.readouterr().out

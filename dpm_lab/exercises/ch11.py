@@ -3,7 +3,7 @@
 Course convention: t = 0 data, t = 1 noise, the linear path x_t = (1 - t) x0 + t eps (alpha_t = 1 - t,
 sigma_t = t), flow maps G(x, s, t) jump from s to t <= s.
 
-Kinds: implement-and-reuse (ct_target, cm_coeffs, gamma_step: later cells call the learner's function through
+Kinds: implement-and-reuse (ct_target, cm_coeffs, gamma_sampling_step: later cells call the learner's function through
 `use`), a prediction (multistep_cm), derivations checked numerically (meanflow_identity, ctm_from_meanflow) and
 a find-the-bug (meanflow_one_step, the sign printed in §11.5.2).
 """
@@ -21,7 +21,7 @@ from ..schedules import RectifiedFlow
 from ..utils import randn
 from ._base import WrongAnswer, as_array, call, checker, close, example_pair, fmt, make_use
 
-__all__ = ["check_ct_target", "check_cm_coeffs", "check_gamma_step", "check_multistep_cm",
+__all__ = ["check_ct_target", "check_cm_coeffs", "check_gamma_sampling_step", "check_multistep_cm",
            "check_meanflow_identity", "check_ctm_from_meanflow", "check_meanflow_one_step", "use"]
 
 _FLOW = RectifiedFlow()
@@ -114,8 +114,8 @@ def _demo_map(x: torch.Tensor, s: float, t: float) -> torch.Tensor:
     return x * (1 + 0.3 * (t - s)) + (t - s) * torch.tanh(x).flip(-1)
 
 
-@checker("gamma_step", "11")
-def check_gamma_step(fn: Any) -> tuple[bool, str]:
+@checker("gamma_sampling_step", "11")
+def check_gamma_sampling_step(fn: Any) -> tuple[bool, str]:
     """fn(G, x (B, D), s, t, gamma, z (B, D)) -> (B, D): one gamma-sampling step from s to t < s on the linear
     path, with z the standard normal noise to re-noise with (gamma = 0: deterministic, gamma = 1: CM multistep)."""
     x, z = example_pair(113, (6, 2))
@@ -259,7 +259,8 @@ def check_meanflow_one_step(fn: Any) -> tuple[bool, str]:
     return True, "x0 = x_T - T h(x_T, T, 0), at T = 1 and 0.6."
 
 
-_REFERENCES: dict[str, Callable] = {"ct_target": _ct_target, "cm_coeffs": _cm_coeffs, "gamma_step": _gamma_step,
+_REFERENCES: dict[str, Callable] = {"ct_target": _ct_target, "cm_coeffs": _cm_coeffs,
+                                    "gamma_sampling_step": _gamma_step,
                                     "meanflow_one_step": _one_step}
 
 use = make_use(_REFERENCES)   # use(name, answer): the learner's function, or the package's while a stub

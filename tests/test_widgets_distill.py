@@ -35,7 +35,8 @@ def test_pd_explorer_draws_the_students_run_from_the_same_noise(pd):
     assert torch.allclose(d["teacher"], ref, atol=1e-5)
     rms = float(((want - ref) ** 2).sum(1).mean().sqrt())
     assert abs(d["rms"][4] - rms) < 1e-5 and d["rms"][64] == 0.0
-    np.testing.assert_allclose(pd.fig.axes[0].collections[1].get_offsets(), d["student"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(pd._sc_s.get_offsets(), d["student"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(pd._im.get_array(), np.log10(d["err_grid"].numpy() + 1e-4), atol=1e-6)
     assert d["err_grid"].shape == (9, 9)
 
 
@@ -57,10 +58,11 @@ def test_score_explorer_draws_the_stored_snapshots_and_exact_real_score(sd):
     assert torch.allclose(d["real"], real, atol=1e-5)
     assert torch.equal(d["fake"], m.snap_fake[8, rd.SNAP_TIMES.index(0.3)])
     assert d["hit"] == dl.metrics.mode_coverage(m.snap_x[8], mix)["hit"]
-    quivers = [c for c in sd.fig.axes[1].collections if hasattr(c, "U")]
-    np.testing.assert_allclose(quivers[1].U, d["fake"][:, 0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(sd._qf.U, d["fake"][:, 0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(sd._qr.V, d["real"][:, 1].numpy(), atol=1e-6)
+    np.testing.assert_allclose(sd._sc.get_offsets(), d["x"].numpy(), atol=1e-6)
     s = sd.update(method="SDS")
-    assert s["fake"] is None
+    assert s["fake"] is None and not sd._qf.get_visible()
 
 
 def test_score_explorer_every_control_changes_the_picture(sd):

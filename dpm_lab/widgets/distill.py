@@ -39,6 +39,7 @@ class PDRoundsExplorer(Explorer):
     """
 
     compute_keys = ("data", "nfe")
+    clear_axes = False
     figsize = (11.0, 3.9)
     axes_grid = (1, 3)
     margins = {"left": 0.05, "right": 0.98, "bottom": 0.13, "top": 0.84, "wspace": 0.28}
@@ -80,30 +81,40 @@ class PDRoundsExplorer(Explorer):
         return {"data": data, "nfe": nfe, "x_T": run["x_T"], "teacher": ref[:n], "student": out[:n],
                 "err_grid": err, "rms": run["rms"]}
 
-    def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
+    def _setup(self) -> None:
         ax0, ax1, ax2 = self.fig.axes
-        t, s = viz.to_numpy(data["teacher"]), viz.to_numpy(data["student"])
-        ax0.scatter(t[:, 0], t[:, 1], s=3, color="0.6", alpha=0.5, label="teacher, 64 DDIM steps")
-        ax0.scatter(s[:, 0], s[:, 1], s=3, color="C3", alpha=0.6, label=f"student, {data['nfe']} step(s)")
+        nan = np.full((1, 2), np.nan)
+        self._sc_t = self.animated(ax0.scatter(nan[:, 0], nan[:, 1], s=3, color="0.6", alpha=0.5,
+                                               label="teacher, 64 DDIM steps"))
+        self._sc_s = self.animated(ax0.scatter(nan[:, 0], nan[:, 1], s=3, color="C3", alpha=0.6, label="student"))
         ax0.set(xlim=(-2.5, 2.5), ylim=(-2.0, 2.0), xlabel="x\u2081", ylabel="x\u2082")
-        ax0.legend(loc="upper right", fontsize=7, markerscale=3)
+        self._leg = self.animated(ax0.legend(loc="upper right", fontsize=7, markerscale=3))
         ax0.set_title("samples from the same x_T", fontsize=9)
-        im = ax1.imshow(np.log10(viz.to_numpy(data["err_grid"]) + 1e-4), origin="lower", cmap="magma",
-                        extent=(-self.lim, self.lim, -self.lim, self.lim), vmin=-3, vmax=0.5)
+        self._im = self.animated(ax1.imshow(np.zeros((self.n_grid, self.n_grid)), origin="lower", cmap="magma",
+                                            extent=(-self.lim, self.lim, -self.lim, self.lim), vmin=-3, vmax=0.5))
+        self.fig.colorbar(self._im, ax=ax1, fraction=0.046, pad=0.02)
         ax1.set(xlabel="x_T,1", ylabel="x_T,2")
         ax1.set_title("log10 |student(x_T) - teacher(x_T)|", fontsize=9)
-        if not hasattr(self, "_cbar"):
-            self._cbar = self.fig.colorbar(im, ax=ax1, fraction=0.046, pad=0.02)
-        else:
-            self._cbar.update_normal(im)
-        nfes = sorted(data["rms"])
-        ax2.loglog(nfes, [max(data["rms"][k], 1e-6) for k in nfes], "o-", color="C0")
-        ax2.loglog([data["nfe"]], [max(data["rms"][data["nfe"]], 1e-6)], "o", ms=11, mfc="none", color="C3")
-        ax2.set(xlabel="NFE (student steps)", ylabel="RMS map error vs teacher", ylim=(1e-3, 3))
+        self._curve, = ax2.loglog([1, 64], [1, 1], "o-", color="C0")
+        self._mark, = ax2.loglog([1], [1], "o", ms=11, mfc="none", color="C3")
+        self.animated(self._curve, self._mark)
+        ax2.set(xlabel="NFE (student steps)", ylabel="RMS map error vs teacher", ylim=(1e-3, 3), xlim=(0.7, 90))
         ax2.set_title("error after each PD round", fontsize=9)
         ax2.grid(True, which="both", alpha=0.3)
-        self.fig.suptitle(f"{data['data']}: PD student with {data['nfe']} step(s), RMS map error "
-                          f"{data['rms'][data['nfe']]:.3f}", fontsize=10)
+        self._title = self.animated(self.fig.suptitle(" ", fontsize=10))
+
+    def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
+        if not hasattr(self, "_curve"):
+            self._setup()
+        self._sc_t.set_offsets(viz.to_numpy(data["teacher"]))
+        self._sc_s.set_offsets(viz.to_numpy(data["student"]))
+        self._leg.get_texts()[1].set_text(f"student, {data['nfe']} step(s)")
+        self._im.set_data(np.log10(viz.to_numpy(data["err_grid"]) + 1e-4))
+        nfes = sorted(data["rms"])
+        self._curve.set_data(nfes, [max(data["rms"][k], 1e-6) for k in nfes])
+        self._mark.set_data([data["nfe"]], [max(data["rms"][data["nfe"]], 1e-6)])
+        self._title.set_text(f"{data['data']}: PD student with {data['nfe']} step(s), RMS map error "
+                             f"{data['rms'][data['nfe']]:.3f}")
 
 
 class ScoreDistillExplorer(Explorer):
@@ -119,6 +130,7 @@ class ScoreDistillExplorer(Explorer):
     """
 
     compute_keys = ("method", "snapshot", "t")
+    clear_axes = False
     figsize = (10.0, 4.4)
     axes_grid = (1, 2)
     margins = {"left": 0.06, "right": 0.98, "bottom": 0.11, "top": 0.85, "wspace": 0.2}
@@ -155,28 +167,42 @@ class ScoreDistillExplorer(Explorer):
         return {"method": method, "step": int(m.snap_steps[snapshot]), "x": x, "real": self._real[t], "fake": fake,
                 "t": t, "hit": cov["hit"], "spread": spread}
 
-    def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
+    def _setup(self) -> None:
         ax0, ax1 = self.fig.axes
         ext = (-self.lim, self.lim, -self.lim, self.lim)
         ax0.imshow(viz.to_numpy(self._dens), origin="lower", extent=ext, cmap="Greys", alpha=0.6)
-        x = viz.to_numpy(data["x"])
-        ax0.scatter(x[:, 0], x[:, 1], s=4, color="C3", alpha=0.6, label="generator samples")
+        nan = np.full((1, 2), np.nan)
+        self._sc = self.animated(ax0.scatter(nan[:, 0], nan[:, 1], s=4, color="C3", alpha=0.6, label="generator samples"))
         ax0.set(xlim=(-self.lim, self.lim), ylim=(-self.lim, self.lim), xlabel="x\u2081", ylabel="x\u2082")
         ax0.set_aspect("equal")
         ax0.legend(loc="upper right", fontsize=7, markerscale=3)
-        ax0.set_title(f"modes covered {data['hit']:.0%}, mean distance to a mode centre {data['spread']:.2f}",
-                      fontsize=9)
+        self._t0 = self.animated(ax0.set_title(" ", fontsize=9))
         p = viz.to_numpy(self.points)
-        r = viz.to_numpy(data["real"])
+        zero = np.zeros(len(p))
         kw = {"angles": "xy", "scale_units": "xy", "scale": 8.0, "width": 0.004}
-        ax1.quiver(p[:, 0], p[:, 1], r[:, 0], r[:, 1], color="C0", label="real score s(x, t) (teacher)", **kw)
-        if data["fake"] is not None:
-            f = viz.to_numpy(data["fake"])
-            ax1.quiver(p[:, 0], p[:, 1], f[:, 0], f[:, 1], color="C3", alpha=0.8, label="fake score (generator's)", **kw)
-            ax1.set_title(f"scores at t = {data['t']}: the generator moves along fake - real", fontsize=9)
-        else:
-            ax1.set_title(f"score at t = {data['t']}; SDS has no fake score (its Dirac's is -\u03b5/\u03c3)", fontsize=9)
+        self._qr = self.animated(ax1.quiver(p[:, 0], p[:, 1], zero, zero, color="C0",
+                                            label="real score s(x, t) (teacher)", **kw))
+        self._qf = self.animated(ax1.quiver(p[:, 0], p[:, 1], zero, zero, color="C3", alpha=0.8,
+                                            label="fake score (generator's)", **kw))
         ax1.set(xlim=(-self.lim, self.lim), ylim=(-self.lim, self.lim), xlabel="x\u2081")
         ax1.set_aspect("equal")
         ax1.legend(loc="upper right", fontsize=7)
-        self.fig.suptitle(f"{data['method']}: training step {data['step']}", fontsize=10)
+        self._t1 = self.animated(ax1.set_title(" ", fontsize=9))
+        self._title = self.animated(self.fig.suptitle(" ", fontsize=10))
+
+    def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
+        if not hasattr(self, "_qr"):
+            self._setup()
+        self._sc.set_offsets(viz.to_numpy(data["x"]))
+        self._t0.set_text(f"modes covered {data['hit']:.0%}, mean distance to a mode centre {data['spread']:.2f}")
+        r = viz.to_numpy(data["real"])
+        self._qr.set_UVC(r[:, 0], r[:, 1])
+        if data["fake"] is not None:
+            f = viz.to_numpy(data["fake"])
+            self._qf.set_UVC(f[:, 0], f[:, 1])
+            self._qf.set_visible(True)
+            self._t1.set_text(f"scores at t = {data['t']}: the generator moves along fake - real")
+        else:
+            self._qf.set_visible(False)
+            self._t1.set_text(f"score at t = {data['t']}; SDS has no fake score (its Dirac's is -\u03b5/\u03c3)")
+        self._title.set_text(f"{data['method']}: training step {data['step']}")

@@ -300,8 +300,9 @@ class LossGuidance(_Guided):
     """Training-free guidance with a differentiable loss l(x0) >= 0 per sample (§8.4).
 
     space='noise', backprop=True:   score - eta grad_{x_t} l(x0_hat(x_t))     (FreeDoM / DPS-like)
-    space='noise', backprop=False:  score - eta grad_{x0} l(x0_hat) / alpha_t  (the denoiser's Jacobian
-                                    replaced by I / alpha_t, its value where the data are broad)
+    space='noise', backprop=False:  score - eta J_t grad_{x0} l(x0_hat),  J_t = alpha_t / (alpha_t^2 + sigma_t^2):
+                                    the denoiser's Jacobian replaced by that of unit-variance Gaussian data
+                                    (I / alpha_t at low noise, alpha_t / sigma_t^2 at high noise)
     space='data':                   x0_hat - eta grad_{x0} l(x0_hat)           (MPGD-like; kind 'x0', so a
                                     DDIM step re-derives eps from the moved x0_hat)
     Args: model; loss: x0 (B, *D) -> (B,); eta: the step (scale); space; backprop.
@@ -322,8 +323,9 @@ class LossGuidance(_Guided):
         if self.backprop:
             x0, vjp = _x0_and_vjp(self.model, x_t, t, c)
             return -vjp(self._grad_x0(x0))
-        a = self.schedule.coeffs(as_time(t)).alpha.to(x_t.dtype)
-        return -self._grad_x0(self.model.predict(x_t, t, "x0", c)) / expand_t(a, x_t)
+        co = self.schedule.coeffs(as_time(t))
+        jac = (co.alpha / (co.alpha ** 2 + co.sigma ** 2)).to(x_t.dtype)
+        return -self._grad_x0(self.model.predict(x_t, t, "x0", c)) * expand_t(jac, x_t)
 
     def raw(self, x_t, t, c=None):
         if self.space == "noise":

@@ -214,9 +214,12 @@ def test_dps_and_projections_closed_forms(gen):
     loss = lambda z: ((z @ Am.T - y) ** 2).sum(-1) / (2 * sy ** 2)                    # noqa: E731
     lg = guidance.LossGuidance(mix.model(sched), loss, 1.0)
     torch.testing.assert_close(lg.guidance(x, t), dps)
-    # without back-propagation the Jacobian is I / alpha_t
+    # without back-propagation the Jacobian is that of unit-variance Gaussian data, alpha / (alpha^2 + sigma^2)
     nb = guidance.LossGuidance(mix.model(sched), loss, 1.0, backprop=False).guidance(x, t)
-    torch.testing.assert_close(nb, (y - x0 @ Am.T) @ Am / sy ** 2 / a)
+    torch.testing.assert_close(nb, (y - x0 @ Am.T) @ Am / sy ** 2 * a / (a * a + s * s))
+    unit = dl.GaussianMixture([1.0], [[0.3, -0.4]], stds=1.0)                  # exact for unit-variance data
+    torch.testing.assert_close(guidance.LossGuidance(unit.model(sched), loss, 1.0, backprop=False).guidance(x, t),
+                               guidance.LossGuidance(unit.model(sched), loss, 1.0).guidance(x, t))
     # data space moves x0_hat itself
     ds = guidance.LossGuidance(mix.model(sched), loss, 0.01, space="data")
     torch.testing.assert_close(ds.predict(x, t, "x0"), x0 + 0.01 * (y - x0 @ Am.T) @ Am / sy ** 2)

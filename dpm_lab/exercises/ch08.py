@@ -23,7 +23,7 @@ from ._base import WrongAnswer, as_array, call, checker, close, fmt, make_use
 
 __all__ = ["check_tilted_logp", "check_dps_guidance", "check_posterior_weights", "check_classifier_gradient",
            "check_tilted_prediction", "check_cfg_port", "use", "grid_law", "dps_model", "TILTED_CHOICES",
-           "ported_cfg"]
+           "ported_cfg", "cfg_model"]
 
 _VP = VPLinear()
 _MIX3 = GaussianMixture([0.5, 0.3, 0.2], [[-1.0, 0.5, 0.2], [1.5, 1.0, -0.3], [0.5, -1.5, 0.8]],
@@ -271,6 +271,21 @@ def check_cfg_port(fn: Any) -> tuple[bool, str]:
                 return False, "w = omega - 1, not omega + 1: at omega = 1 there must be no extra push."
             return False, f"for omega = {omega}, shape {shape}: expected {fmt(want)}, got {fmt(got)}."
     return True, "omega eps_c + (1 - omega) eps_u: omega = 0 unconditional, 1 conditional, in any shape."
+
+
+class _Combined(Model):
+    kind = "eps"
+
+    def __init__(self, combine, mix: GaussianMixture, omega: float, c: int):
+        self.combine, self.mix, self.omega, self.c, self.schedule = combine, mix, omega, c, _VP
+
+    def raw(self, x_t, t, c=None):
+        return self.combine(self.mix.eps(x_t, t, _VP, c=self.c), self.mix.eps(x_t, t, _VP), self.omega)
+
+
+def cfg_model(combine: Any, mix: GaussianMixture, omega: float, c: int) -> Model:
+    """A sampler-ready Model (VP schedule) whose eps is combine(eps(x_t | c), eps(x_t), omega) on the exact mixture."""
+    return _Combined(combine, mix, omega, c)
 
 
 use = make_use({"tilted_logp": _tilted_logp, "dps_guidance": _dps, "cfg_port": lambda ec, eu, omega:

@@ -25,7 +25,8 @@ from ..utils import multinomial, rand, randn
 from ..zoo import Recipe, register
 
 __all__ = ["BUILDER", "mixture", "GridLaw", "tilted_law", "conditional_law", "spread", "GUIDE_RECIPES",
-           "INTERVAL", "cfg_samples", "TASKS", "METHODS", "measurement", "inverse_model", "inverse_samples"]
+           "INTERVAL", "cfg_samples", "TASKS", "METHODS", "measurement", "inverse_model", "inverse_samples",
+           "retrain"]
 
 BUILDER = "guide_clf/1"
 NULL = 2                      # the mixture's "no condition" label (classes 0 and 1)
@@ -165,7 +166,8 @@ def cfg_samples(mix: GaussianMixture, c: int, omega: float, *, interval: bool = 
     """n samples (n, 2) of exact CFG (§8.3) on the mixture, VP schedule, from a seeded prior; interval=True guides
     only where lambda_t lies in INTERVAL."""
     cfg = guidance.CFG(mix.model(SCHEDULE), omega, mix.n_classes, c=c, lam_interval=INTERVAL if interval else None)
-    return samplers.solve(cfg, _prior(n, seed), nfe=nfe, method=method)
+    with torch.no_grad():
+        return samplers.solve(cfg, _prior(n, seed), nfe=nfe, method=method)
 
 
 # the 2D inverse problems: (A, y, sigma_y) for y = A x0 + sigma_y z
@@ -198,4 +200,14 @@ def inverse_model(mix: GaussianMixture, task: str, method: str, scale: float = 1
 def inverse_samples(mix: GaussianMixture, task: str, method: str, *, scale: float = 1.0, n: int = 1000, nfe: int = 50,
                     seed: int = 0) -> torch.Tensor:
     """n samples (n, 2) of `method` on `task` with DDIM (one evaluation per step) from a seeded prior."""
-    return samplers.solve(inverse_model(mix, task, method, scale), _prior(n, seed), nfe=nfe, method="ddim")
+    with torch.no_grad():
+        return samplers.solve(inverse_model(mix, task, method, scale), _prior(n, seed), nfe=nfe, method="ddim")
+
+
+def retrain(name: str = "guide_clf2d", *, progress: bool = True) -> torch.nn.Module:
+    """Train the classifier recipe live (for the notebook's RETRAIN flag); the model in eval mode."""
+    from .. import zoo
+    recipe = zoo.get(name)
+    model = recipe.new_model()
+    _train(model, recipe, progress=progress)
+    return model.eval()

@@ -34,11 +34,19 @@ SOLUTIONS = {
     "score_from_energy": score_from_energy,
     "langevin_step": langevin_step,
     "ula_variance": lambda eta, s2: s2 / (1 - eta / (2 * s2)),
-    "tweedie_denoiser": lambda s, x, sigma: x + sigma ** 2 * s(x),
+    "tweedie_denoiser": lambda s, x, alpha, sigma: (x + sigma ** 2 * s(x)) / alpha,
     "sm_constant": lambda S: 0.5 * torch.linalg.inv(S).trace(),
     "mode_weight_prediction": 0.5,
     "annealed_langevin": annealed,
+    "ncsn_loss": lambda s, x0, sig, eps: 0.5 * ((sig[:, None] * s(x0 + sig[:, None] * eps, sig) + eps) ** 2).sum(1),
 }
+
+
+def ncsn(s, x0, sig, eps, *, w=2, sign=1, at_clean=False, target=None, reduce="sum"):
+    x = x0 if at_clean else x0 + sig[:, None] * eps
+    tgt = eps / sig[:, None] if target is None else target(eps, sig[:, None])
+    r = (s(x, sig) + sign * tgt) ** 2
+    return 0.5 * sig ** w * (r.sum(1) if reduce == "sum" else r.mean(1))
 
 WRONG = [
     ("score_from_energy", lambda e, x: score_from_energy(e, x, scale=1.0), ["Sign"]),
@@ -51,9 +59,24 @@ WRONG = [
     ("ula_variance", lambda eta, s2: s2, ["limit eta -> 0"]),
     ("ula_variance", lambda eta, s2: s2 * (1 + eta / (2 * s2)), ["first-order expansion"]),
     ("ula_variance", lambda eta, s2: 2 * eta / (1 - (1 - eta / s2)), ["Square the contraction"]),
-    ("tweedie_denoiser", lambda s, x, sigma: x + sigma * s(x), ["VARIANCE"]),
-    ("tweedie_denoiser", lambda s, x, sigma: x - sigma ** 2 * s(x), ["Sign"]),
-    ("tweedie_denoiser", lambda s, x, sigma: sigma ** 2 * s(x), ["correction only"]),
+    ("tweedie_denoiser", lambda s, x, a, sigma: (x + sigma * s(x)) / a, ["VARIANCE"]),
+    ("tweedie_denoiser", lambda s, x, a, sigma: (x - sigma ** 2 * s(x)) / a, ["Sign"]),
+    ("tweedie_denoiser", lambda s, x, a, sigma: sigma ** 2 * s(x) / a, ["correction only"]),
+    ("tweedie_denoiser", lambda s, x, a, sigma: x + sigma ** 2 * s(x), ["alpha = 1 formula", "at alpha = 0.8"]),
+    ("tweedie_denoiser", lambda s, x, a, sigma: x / a + sigma ** 2 * s(x), ["enters once"]),
+    ("tweedie_denoiser", lambda s, x, a, sigma: (x + sigma ** 2 * s(x)) / a ** 2, ["enters once"]),
+    ("langevin_step", lambda s, x, eta, z: x + eta / 2 * s(x) + math.sqrt(eta) * z, ["NCSN paper's convention"]),
+    ("langevin_step", lambda s, x, eta, z: x + eta * s(x) + math.sqrt(2 * eta) * torch.randn(x.shape, dtype=x.dtype),
+     ["use the draw z you are given"]),
+    ("annealed_langevin", lambda s, x, sig, K, d, n: annealed(s, x, sig, K, d / 2, n), ["NCSN paper's own step"]),
+    ("mode_weight_prediction", 0.6, ["between one half and the target"]),
+    ("ncsn_loss", lambda s, x0, sig, eps: ncsn(s, x0, sig, eps, w=0), ["lambda(sigma) = sigma^2 is missing"]),
+    ("ncsn_loss", lambda s, x0, sig, eps: ncsn(s, x0, sig, eps, w=1), ["the square"]),
+    ("ncsn_loss", lambda s, x0, sig, eps: ncsn(s, x0, sig, eps, sign=-1), ["Sign"]),
+    ("ncsn_loss", lambda s, x0, sig, eps: ncsn(s, x0, sig, eps, target=lambda e, sg: e * sg), ["divides by sigma"]),
+    ("ncsn_loss", lambda s, x0, sig, eps: ncsn(s, x0, sig, eps, at_clean=True), ["NOISY point"]),
+    ("ncsn_loss", lambda s, x0, sig, eps: ncsn(s, x0, sig, eps, reduce="mean"), ["SUMS"]),
+    ("ncsn_loss", lambda s, x0, sig, eps: ncsn(s, x0, sig, eps)[:, None].expand(5, 3), ["shape (5,)"]),
     ("sm_constant", lambda S: 0.5 * S.trace(), ["not S"]),
     ("sm_constant", lambda S: torch.linalg.inv(S).trace(), ["factor 1/2"]),
     ("sm_constant", lambda S: 0.5 * S.shape[0], ["S = I only"]),
@@ -71,11 +94,11 @@ globals().update(chapter_suite("03", SOLUTIONS, WRONG))
 
 def test_use_falls_back_only_for_a_stub(capsys):
     x = torch.ones(2, 2, dtype=torch.float64)
-    step = ch03.use("tweedie_denoiser", lambda s, x, sigma: None)
-    torch.testing.assert_close(step(lambda y: -y, x, 0.5), x - 0.25 * x)
+    step = ch03.use("tweedie_denoiser", lambda s, x, alpha, sigma: None)
+    torch.testing.assert_close(step(lambda y: -y, x, 0.5, 0.5), (x - 0.25 * x) / 0.5)
     assert "not attempted yet" in capsys.readouterr().out
-    wrong = ch03.use("tweedie_denoiser", lambda s, x, sigma: x)
-    torch.testing.assert_close(wrong(lambda y: -y, x, 0.5), x)
+    wrong = ch03.use("tweedie_denoiser", lambda s, x, alpha, sigma: x)
+    torch.testing.assert_close(wrong(lambda y: -y, x, 1.0, 0.5), x)
     with pytest.raises(ValueError, match="no package version"):
         ch03.use("mode_weight_prediction", None)
 

@@ -1,8 +1,9 @@
 """Chapter 03 (EBMs to NCSN): the checks of §3.1-3.4 and the package's versions that later cells fall back on.
 
-Kinds: implement-and-reuse (score_from_energy, langevin_step, tweedie_denoiser, annealed_langevin: later
-cells call the learner's function through `use`), derivations checked numerically (ula_variance,
-sm_constant), a prediction (mode_weight_prediction) and a find-the-bug (annealed_langevin: the step size
+Kinds: implement-and-reuse (score_from_energy, langevin_step, tweedie_denoiser, ncsn_loss, annealed_langevin:
+later cells call the learner's function through `use`), derivations checked numerically (ula_variance,
+sm_constant, tweedie_denoiser with the book's general scale alpha, langevin_step as the Euler-Maruyama step of
+the Langevin SDE), a prediction (mode_weight_prediction) and a find-the-bug (annealed_langevin: the step size
 of the NCSN paper, whose levels run the other way, pasted into the book's ordering).
 `use(name, answer)` returns the learner's function when it answers, else the package's version with a note.
 """
@@ -18,7 +19,7 @@ from ..utils import randn
 from ._base import WrongAnswer, as_array, as_scalar, call, checker, close, fmt, make_use
 
 __all__ = ["check_score_from_energy", "check_langevin_step", "check_ula_variance", "check_tweedie_denoiser",
-           "check_sm_constant", "check_mode_weight_prediction", "check_annealed_langevin", "use"]
+           "check_sm_constant", "check_mode_weight_prediction", "check_annealed_langevin", "check_ncsn_loss", "use"]
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -42,7 +43,7 @@ def _energy(x: torch.Tensor) -> torch.Tensor:
 
 @checker("score_from_energy", "03")
 def check_score_from_energy(fn: Any) -> tuple[bool, str]:
-    """fn(energy, x (B, D)) -> (B, D) the score -grad_x E(x) of p = exp(-E)/Z."""
+    """fn(energy, x (B, D)) -> (B, D) the score of p = exp(-E)/Z at x."""
     x = randn((5, 3), generator=_gen(0), dtype=torch.float64)
     got = call(fn, _energy, x)
     want = _score_from_energy(_energy, x)
@@ -77,9 +78,17 @@ def check_langevin_step(fn: Any) -> tuple[bool, str]:
     got = call(fn, _gauss_score, x, eta, z)
     want = _langevin_step(_gauss_score, x, eta, z)
     if close(got, want):
-        return True, "x + eta s(x) + sqrt(2 eta) z: drift up the score, noise of variance 2 eta."
+        return True, ("x + eta s(x) + sqrt(2 eta) z: over a time eta the drift moves x by eta s(x), and sqrt(2) times "
+                      "a Brownian increment has variance 2 eta.")
     hint = ""
-    if close(got, x + eta * _gauss_score(x) + math.sqrt(eta) * z):
+    again = call(fn, _gauss_score, x, eta, z)
+    if as_array(got).shape == as_array(want).shape and not close(got, again):
+        hint = (" Two calls with the same x and z gave different points: use the draw z you are given, not a fresh "
+                "torch.randn (the check, and the later cells, pass the noise in so that runs can be compared).")
+    elif close(got, x + 0.5 * eta * _gauss_score(x) + math.sqrt(eta) * z):
+        hint = (" That is the NCSN paper's convention (drift eta/2, noise sqrt(eta)): the same chain with the step "
+                "halved. Here eta is the time step of dx = s dt + sqrt(2) dw, the book's convention.")
+    elif close(got, x + eta * _gauss_score(x) + math.sqrt(eta) * z):
         hint = " The noise is sqrt(2 eta) z, not sqrt(eta) z: with sqrt(eta) the chain samples p^2 (temperature 1/2)."
     elif close(got, x - eta * _gauss_score(x) + math.sqrt(2 * eta) * z):
         hint = " Sign: the step goes UP the score (towards high density): x + eta s(x)."
@@ -116,28 +125,44 @@ def check_ula_variance(fn: Any) -> tuple[bool, str]:
     return True, "Var = s^2 / (1 - eta / (2 s^2)): biased up by a finite step, exact as eta -> 0 (the next cell runs it)."
 
 
-# -- 4. Tweedie's denoiser (implement-and-reuse) ------------------------------------------------------------------
-def _tweedie(score_fn: Callable, x_t: torch.Tensor, sigma: float) -> torch.Tensor:
-    return x_t + sigma ** 2 * score_fn(x_t)
+# -- 4. Tweedie's denoiser, the book's general scale alpha (derivation, implement-and-reuse) -----------------------
+def _tweedie(score_fn: Callable, x_t: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+    """E[x | x_t] for x_t = alpha x + sigma eps: (x_t + sigma^2 grad log p_t(x_t)) / alpha (§3.3.4)."""
+    return (x_t + sigma ** 2 * score_fn(x_t)) / alpha
 
 
 @checker("tweedie_denoiser", "03")
 def check_tweedie_denoiser(fn: Any) -> tuple[bool, str]:
-    """fn(score_fn, x_t (B, D), sigma) -> E[x | x_t] = x_t + sigma^2 grad log p_sigma(x_t) (Eq. tweedie, alpha = 1)."""
+    """fn(score_fn, x_t (B, D), alpha, sigma) -> E[x | x_t] for x_t = alpha x + sigma eps, from the score of x_t's
+    density (Tweedie's formula with the book's general scale alpha, §3.3.4)."""
     x = randn((6, 2), generator=_gen(2), dtype=torch.float64)
-    sigma = 0.6
-    got = call(fn, _gauss_score, x, sigma)
-    want = _tweedie(_gauss_score, x, sigma)
-    if close(got, want):
-        return True, "x_t + sigma^2 s(x_t): one step up the noisy score lands on the posterior mean."
-    hint = ""
-    if close(got, x + sigma * _gauss_score(x)):
-        hint = " The step is sigma^2 (the noise VARIANCE), not sigma."
-    elif close(got, x - sigma ** 2 * _gauss_score(x)):
-        hint = " Sign: denoising moves towards higher density, along +s."
-    elif close(got, sigma ** 2 * _gauss_score(x)):
-        hint = " You returned the correction only; add the noisy point x_t."
-    return False, f"at sigma = {sigma} your denoiser gives {fmt(got)} but should give {fmt(want)}.{hint}"
+    for alpha, sigma in ((1.0, 0.6), (0.8, 0.6), (0.5, 0.3)):
+        got = call(fn, _gauss_score, x, alpha, sigma)
+        want = _tweedie(_gauss_score, x, alpha, sigma)
+        if close(got, want):
+            continue
+        s = _gauss_score(x)
+        hint = ""
+        if as_array(got).shape != (6, 2):
+            hint = f" Return one point per row, shape (6, 2), not {as_array(got).shape}."
+        elif close(got, x + sigma ** 2 * s):
+            hint = (" That is the alpha = 1 formula. With a scale, x_t / alpha = x + (sigma / alpha) eps is the alpha = 1 "
+                    "problem in a new variable: redo it there, and mind how a score changes when the variable is rescaled.")
+        elif close(got, (x + sigma * s) / alpha) or close(got, x + sigma * s):
+            hint = " The step is sigma^2 (the noise VARIANCE), not sigma."
+        elif close(got, (x - sigma ** 2 * s) / alpha) or close(got, x - sigma ** 2 * s):
+            hint = " Sign: denoising moves towards higher density, along +s."
+        elif close(got, x / alpha + sigma ** 2 * s) or close(got, (x + sigma ** 2 * s) / alpha ** 2) or \
+                close(got, x / alpha + sigma ** 2 * s / alpha ** 2):
+            hint = (" The scale alpha enters once, on the whole answer: in the rescaled variable y = x_t / alpha the "
+                    "noise std is sigma / alpha and grad_y log p_Y(y) = alpha grad log p_t(x_t); put both into the "
+                    "alpha = 1 formula and simplify.")
+        elif close(got, sigma ** 2 * s / alpha) or close(got, sigma ** 2 * s):
+            hint = " You returned the correction only; the noisy point x_t belongs in the answer too."
+        return False, (f"at alpha = {alpha}, sigma = {sigma} your denoiser gives {fmt(got)} but should give "
+                       f"{fmt(want)}.{hint}")
+    return True, ("E[x | x_t] = (x_t + sigma^2 s(x_t)) / alpha: one step of size sigma^2 up the score lands on "
+                  "alpha E[x | x_t], and dividing by alpha undoes the signal's scale.")
 
 
 # -- 5. derivation: the constant between explicit and Hyvarinen score matching ------------------------------------
@@ -175,8 +200,12 @@ def check_mode_weight_prediction(answer: Any) -> tuple[bool, str]:
     p = as_scalar(call(answer), "one number in [0, 1]")
     if not 0 <= p <= 1:
         raise WrongAnswer(f"give a fraction between 0 and 1 (you gave {p:g})")
-    if abs(p - 0.5) <= 0.1:
-        return True, f"recorded {p:g}: right, about one half (run the next cell). " + _WHY_MODES
+    if abs(p - 0.5) <= 0.05:
+        return True, f"recorded {p:g}: right, one half to within the chains' sampling error (run the next cell). " + _WHY_MODES
+    if 0.5 < p < 0.75:
+        return False, (f"recorded {p:g}: between one half and the target. The weights do not tilt the outcome even "
+                       "partly: far from both modes the two pulls are the same -(x - mu), and 2000 chains started "
+                       "symmetrically split 0.5 +- 0.011. " + _WHY_MODES)
     if abs(p - 0.8) <= 0.1:
         return False, (f"recorded {p:g}, the target weight. Langevin would reach 0.8 only after crossing between "
                        "the modes many times, which takes exponentially long in the gap. " + _WHY_MODES)
@@ -228,6 +257,9 @@ def check_annealed_langevin(fn: Any) -> tuple[bool, str]:
                 "smallest; here that is sigmas[0].")
     elif close(got, _annealed(_noised_score, x, sigmas, 4, delta, noise, order="up"), rtol=1e-6, atol=1e-9):
         hint = " The levels run the wrong way: start at the LARGEST sigma (sigmas[-1]) and end at sigmas[0]."
+    elif close(got, _annealed(_noised_score, x, sigmas, 4, delta / 2, noise), rtol=1e-6, atol=1e-9):
+        hint = (" That is the NCSN paper's own step convention (drift alpha_i / 2, noise sqrt(alpha_i)), the same "
+                "chain with the step halved; keep the book's step x + eta s + sqrt(2 eta) z of your langevin_step.")
     elif close(got, _annealed(_noised_score, x, sigmas, 4, delta, noise, two=False), rtol=1e-6, atol=1e-9):
         hint = " The noise of each Langevin step is sqrt(2 eta) z, not sqrt(eta) z."
     elif close(got, _annealed(_noised_score, x, sigmas, 4, delta, noise, scale=False), rtol=1e-6, atol=1e-9):
@@ -238,13 +270,60 @@ def check_annealed_langevin(fn: Any) -> tuple[bool, str]:
     return False, f"for a 3-level ladder your end points are {fmt(got)} but should be {fmt(want)}.{hint}"
 
 
+# -- 8. the NCSN loss: DSM at per-example noise levels, weighted by lambda(sigma) = sigma^2 (implement-and-reuse) ---
+def _ncsn_loss(score_fn: Callable, x0: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """lambda(sigma) 1/2 ||s(x0 + sigma eps, sigma) + eps / sigma||^2 per example, lambda = sigma^2 (§3.4.2)."""
+    sig = sigma.reshape(-1, *([1] * (x0.dim() - 1)))
+    return 0.5 * sigma ** 2 * ((score_fn(x0 + sig * eps, sigma) + eps / sig) ** 2).flatten(1).sum(1)
+
+
+def _noised_score_b(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """_noised_score with one sigma per example (a (B,) tensor)."""
+    return -(x - 1.0) / (0.5 + sigma[:, None] ** 2)
+
+
+@checker("ncsn_loss", "03")
+def check_ncsn_loss(fn: Any) -> tuple[bool, str]:
+    """fn(score_fn, x0 (B, D), sigma (B,), eps (B, D)) -> (B,): each example's denoising score-matching loss at its
+    own noise level, weighted by NCSN's lambda(sigma) = sigma^2; score_fn(x, sigma) with sigma a (B,) tensor."""
+    g = _gen(4)
+    x0, eps = randn((5, 3), generator=g, dtype=torch.float64), randn((5, 3), generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.05, 0.2, 0.7, 2.0, 6.0], dtype=torch.float64)
+    got = call(fn, _noised_score_b, x0, sigma, eps)
+    want = _ncsn_loss(_noised_score_b, x0, sigma, eps)
+    if close(got, want):
+        return True, ("sigma^2 / 2 ||s(x0 + sigma eps, sigma) + eps / sigma||^2 = 1/2 ||sigma s + eps||^2: with "
+                      "lambda = sigma^2 each level's term is a noise-prediction error, bounded whatever sigma is.")
+    g_arr = as_array(got)
+    s_noisy = _noised_score_b(x0 + sigma[:, None] * eps, sigma)
+    sq = lambda v: (v ** 2).sum(1)                                         # noqa: E731
+    hint = ""
+    if g_arr.shape != (5,):
+        hint = f" Return one number per example, shape (5,), not {g_arr.shape}: sum over the D = 3 coordinates only."
+    elif close(got, 0.5 * sq(s_noisy + eps / sigma[:, None])):
+        hint = (" The weight lambda(sigma) = sigma^2 is missing: unweighted, the levels with sigma = 0.05 dominate "
+                "(their term grows like 1 / sigma^2).")
+    elif close(got, 0.5 * sigma * sq(s_noisy + eps / sigma[:, None])):
+        hint = " The weight is lambda(sigma) = sigma^2, the square."
+    elif close(got, 0.5 * sigma ** 2 * sq(s_noisy - eps / sigma[:, None])):
+        hint = (" Sign: the noise pushed x~ away from x0 by sigma eps, so the conditional score at x~ points back, "
+                "the opposite way from eps.")
+    elif close(got, 0.5 * sigma ** 2 * sq(s_noisy + eps * sigma[:, None])):
+        hint = " The conditional score of N(x0, sigma^2 I) at x0 + sigma eps divides by sigma, it does not multiply."
+    elif close(got, 0.5 * sigma ** 2 * sq(_noised_score_b(x0, sigma) + eps / sigma[:, None])):
+        hint = " Evaluate the score at the NOISY point x0 + sigma eps, not at the clean x0."
+    elif close(got, 0.5 * sigma ** 2 * sq(s_noisy + eps / sigma[:, None]) / 3):
+        hint = " You averaged over the coordinates: the squared norm SUMS over them."
+    return False, f"for 5 examples in D = 3 at sigma = 0.05 .. 6 your losses are {fmt(got)} but should be {fmt(want)}.{hint}"
+
+
 def _sm_constant(cov: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.linalg.inv(cov).trace()
 
 
 _REFERENCES = {"score_from_energy": _score_from_energy, "langevin_step": _langevin_step,
                "tweedie_denoiser": _tweedie, "annealed_langevin": _annealed, "ula_variance": _ula_variance,
-               "sm_constant": _sm_constant}
+               "sm_constant": _sm_constant, "ncsn_loss": _ncsn_loss}
 
 
 use = make_use(_REFERENCES)   # use(name, answer): the learner's function, or the package's while a stub

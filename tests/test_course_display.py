@@ -24,3 +24,35 @@ def test_a_check_shows_its_line_and_no_stray_true(tmp_path):
     assert results[3] == [] and "not attempted yet" in streams[3]
     assert results[4] == ["True"] and results[5] == ["True"] and results[6] == ["True"]
     assert not any(o.output_type == "error" for c in nb.cells for o in c.outputs)
+
+
+SQUARE = '''import dpm_lab as dl
+class Square(dl.widgets.Explorer):
+    compute_keys = ("x",)
+    figsize = (2.0, 1.5)
+    def _make_controls(self):
+        W = self._W
+        return {"x": W.FloatSlider(value=1.0, min=-2, max=2, description="x"),
+                "span": W.FloatRangeSlider(value=(0.0, 1.0), min=0, max=1, description="span")}
+    def compute(self, x):
+        return {"x": x, "y": x * x, "grid": list(range(500))}
+    def draw(self, data, values):
+        self.fig.axes[0].plot([data["x"]], [data["y"]], "o")
+ex = Square()'''
+
+
+def test_explorer_update_shows_nothing_long_and_says_the_range(tmp_path):
+    nb = new_notebook(cells=[new_code_cell(s) for s in (
+        SQUARE,
+        "ex.update(x=1.5)",                                             # 1: nothing displayed
+        "d = ex.update(x=0.5)\nprint(d['y'], type(d).__mro__[1].__name__, d == {'x': 0.5, 'y': 0.25, 'grid': list(range(500))})",
+        "try:\n    ex.update(x=3.0)\nexcept ValueError as e:\n    print(e)\nprint(ex.values['x'])",
+        "try:\n    ex.update(span=(0.5, 1.5))\nexcept ValueError as e:\n    print(e)",
+    )])
+    course.execute_notebook(nb, cwd=tmp_path)
+    assert not any(o.output_type == "error" for c in nb.cells for o in c.outputs)
+    assert nb.cells[1].outputs == []
+    text = ["".join(o.get("text", "") for o in c.outputs if o.output_type == "stream") for c in nb.cells]
+    assert text[2] == "0.25 dict True\n"                                 # still the data, a dict
+    assert text[3] == "control 'x' takes values from -2 to 2; got 3.0\n0.5\n"   # not clamped to 2, not moved
+    assert text[4] == "control 'span' takes values from 0 to 1; got 1.5\n"

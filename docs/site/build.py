@@ -4,8 +4,10 @@
 
 1. stage the sources into <out>-src: the README as the landing page (with the chapters'
    table of contents appended), every chapters/[0-9][0-9]_*.ipynb (picked up by glob), and the
-   Markdown documents the README links to, and the site's own pages in docs/site/live/
-   (explorers that run in the page from closed forms, with no kernel);
+   Markdown documents the README links to, the site's own pages in docs/site/live/
+   (explorers that run in the page from closed forms, with no kernel), and each chapter's
+   problem set (problems/chNN.md without its solutions, as problems/chNN.md; the chapter's page
+   ends with a link to it);
 2. run Sphinx (conf.py beside this file) on them into <out>.
 
 Staging changes the copies only, never the repository's files:
@@ -32,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = Path(__file__).resolve().parent
 CHAPTER_GLOB = "chapters/[0-9][0-9]_*.ipynb"
 LIVE_DIR = CONF_DIR / "live"      # the site's own pages: kernel-free explorers (staged as live/NAME.md)
+PROBLEM_GLOB = "problems/ch[0-9][0-9].md"
+SOLUTION_BEGIN, SOLUTION_END = "<!-- solution -->", "<!-- end solution -->"   # as in dpm_lab/course/builds.py
 
 # <link ... href="http(s)://..."> and <script src="http(s)://..."></script>: things a page would fetch
 REMOTE_LINK = re.compile(r"""<link\b[^>]*\bhref=["']https?://[^>]*>\s*""", re.I)
@@ -58,6 +62,17 @@ TOC_LIVE = """
 {live}
 ```
 """
+TOC_PROBLEMS = """
+```{{toctree}}
+:hidden:
+:caption: Problem sets
+
+{problems}
+```
+"""
+PROBLEM_LINK = ("**Problem set.** Derivations and written questions for this chapter: "
+                "[problem set {nn}](../problems/ch{nn}.md) (the worked solutions are in `problems/ch{nn}.md` "
+                "of the repository).")
 TOC_DOCS = """
 ```{{toctree}}
 :hidden:
@@ -71,6 +86,38 @@ TOC_DOCS = """
 def chapters() -> list[str]:
     """Repository-relative paths of every chapter notebook, in order."""
     return sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob(CHAPTER_GLOB))
+
+
+def problem_sets() -> list[str]:
+    """Repository-relative paths of every chapter's problem set, in order."""
+    return sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob(PROBLEM_GLOB))
+
+
+def without_solutions(text: str, name: str = "<text>") -> str:
+    """A problem set's Markdown with every block between `<!-- solution -->` and `<!-- end solution -->`
+    lines left out (markers included); an unclosed block raises SystemExit naming the file and line."""
+    out, opened = [], 0
+    for n, line in enumerate(text.splitlines(), start=1):
+        marker = line.strip()
+        if marker == SOLUTION_BEGIN:
+            opened = n
+        elif marker == SOLUTION_END:
+            opened = 0
+        elif not opened:
+            out.append(line)
+    if opened:
+        raise SystemExit(f"{name}:{opened}: {SOLUTION_BEGIN} is never closed by {SOLUTION_END}")
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip() + "\n"
+
+
+def link_problem_set(text: str, nn: str) -> str:
+    """A staged chapter with a last Markdown cell linking its problem set's page."""
+    nb = json.loads(text)
+    cell = {"cell_type": "markdown", "metadata": {}, "source": PROBLEM_LINK.format(nn=nn)}
+    if nb.get("nbformat", 4) > 4 or nb.get("nbformat_minor", 0) >= 5:
+        cell["id"] = "dpm-site-problem-set"
+    nb["cells"].append(cell)
+    return json.dumps(nb, indent=1, ensure_ascii=False)
 
 
 def clean_output_html(html: str) -> str:
@@ -144,12 +191,15 @@ def linked_docs(md: str, here: str) -> list[str]:
     return found
 
 
-def landing_page(readme: str, chs: list[str], docs: list[str], on_site: set[str], live: list[str]) -> str:
+def landing_page(readme: str, chs: list[str], docs: list[str], on_site: set[str], live: list[str],
+                 problems: list[str] = ()) -> str:
     md = rewrite_links(readme, "README.md", on_site)
     for ch in chs:                    # the chapter table names `NN_name`: make it a link
         stem = Path(ch).stem
         md = re.sub(rf"^\|\s*`{re.escape(stem)}`\s*\|", f"| [`{stem}`]({ch}) |", md, flags=re.M)
     md += TOC.format(chapters="\n".join(Path(c).with_suffix("").as_posix() for c in chs))
+    if problems:
+        md += TOC_PROBLEMS.format(problems="\n".join(Path(p).with_suffix("").as_posix() for p in problems))
     if live:
         md += TOC_LIVE.format(live="\n".join(Path(p).with_suffix("").as_posix() for p in live))
     if docs:
@@ -178,10 +228,16 @@ def stage(src: Path) -> list[str]:
             docs.append(d)
             todo += linked_docs((ROOT / d).read_text(encoding="utf-8"), d)
     live = {f"live/{p.name}": p.read_text(encoding="utf-8") for p in sorted(LIVE_DIR.glob("*.md"))}
-    on_site = set(chs) | set(docs) | {"README.md"}
-    staged = {"index.md": landing_page(readme, chs, docs, on_site, list(live)), **live}
+    problems = problem_sets()
+    on_site = set(chs) | set(docs) | set(problems) | {"README.md"}
+    staged = {"index.md": landing_page(readme, chs, docs, on_site, list(live), problems), **live}
+    for ps in problems:
+        staged[ps] = rewrite_links(without_solutions((ROOT / ps).read_text(encoding="utf-8"), ps), ps, on_site)
     for ch in chs:
         staged[ch] = stage_notebook((ROOT / ch).read_text(encoding="utf-8"))
+        nn = Path(ch).name[:2]
+        if f"problems/ch{nn}.md" in problems:
+            staged[ch] = link_problem_set(staged[ch], nn)
     for d in docs:
         staged[d] = rewrite_links((ROOT / d).read_text(encoding="utf-8"), d, on_site)
     for rel, text in staged.items():
@@ -189,7 +245,7 @@ def stage(src: Path) -> list[str]:
     for old in [p for p in src.rglob("*") if p.is_file()]:    # a chapter renamed or removed
         if old.relative_to(src).as_posix() not in staged:
             old.unlink()
-    return ["README.md", *chs, *docs, *live]
+    return ["README.md", *chs, *problems, *docs, *live]
 
 
 def build(out: Path, clean: bool = False, quiet: bool = True) -> Path:

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import base64
 import io
+import numbers
 import traceback
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -237,19 +238,23 @@ class Explorer:
 
         The figure (and the live view, when shown) then matches the controls.  An impossible
         selection (InvalidSelection) shows its message in the widget and returns None; any other
-        error is shown in the widget and raised.
+        error is shown in the widget and raised.  A value outside a control's range raises
+        ValueError naming the range (a slider would silently clamp it).  In a notebook, the data
+        returned by a cell ending in `explorer.update(...)` is not displayed (the widget shows it).
         """
         self._check_names(values)
         with self._hold():
             for k, v in values.items():
                 self._set_control(k, v)
         try:
-            return self._refresh(raise_errors=True)
+            data = self._refresh(raise_errors=True)
         finally:
             self._update_displays()
+        return _Drawn(data) if type(data) is dict else data
 
     def _set_control(self, name: str, value: Any) -> None:
         w = self.controls[name]
+        _check_range(name, w, value)
         try:
             w.value = value
         except Exception as e:  # noqa: BLE001 - say which control and what it takes
@@ -490,6 +495,24 @@ class Explorer:
         bundle["image/png"] = base64.b64encode(self.png(compress_level=6)).decode("ascii")
         bundle["text/plain"] = f"<{type(self).__name__}: {_describe(self.values)}>"
         return bundle
+
+
+class _Drawn(dict):
+    """The data `Explorer.update` returns: a plain dict that a notebook does not display (the widget shows it)."""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def _check_range(name: str, control: Any, value: Any) -> None:
+    """ValueError when a number (or each end of a range) lies outside a control's min..max."""
+    lo, hi = getattr(control, "min", None), getattr(control, "max", None)
+    if lo is None or hi is None:
+        return
+    ends = value if isinstance(value, (tuple, list)) else (value,)
+    for v in ends:
+        if isinstance(v, numbers.Real) and not isinstance(v, bool) and not lo <= v <= hi:
+            raise ValueError(f"control {name!r} takes values from {lo:g} to {hi:g}; got {v!r}")
 
 
 def _in_figure(a: Any, fig: Figure) -> bool:

@@ -70,3 +70,25 @@ def test_staging_picks_every_chapter_by_glob(b, tmp_path):
     (tmp_path / "chapters" / "99_gone.ipynb").write_text("{}")      # a chapter removed since the last build
     b.stage(tmp_path)
     assert not (tmp_path / "chapters" / "99_gone.ipynb").exists()
+
+
+def test_problem_sets_are_pages_without_solutions_linked_from_their_chapter(b, tmp_path):
+    staged = b.stage(tmp_path)
+    problems = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("problems/ch[0-9][0-9].md"))
+    assert problems and [s for s in staged if s.startswith("problems/")] == problems
+    index = (tmp_path / "index.md").read_text(encoding="utf-8")
+    assert ":caption: Problem sets" in index
+    for ps in problems:
+        page = (tmp_path / ps).read_text(encoding="utf-8")
+        source = (ROOT / ps).read_text(encoding="utf-8")
+        assert f"\n{ps[:-len('.md')]}\n" in index
+        assert "<!--" not in page and "**Solution" not in page                     # no worked solution on the site
+        assert page.count("## Problem") == source.count("## Problem") >= 3
+        nn = ps[-5:-3]
+        chapter = next(tmp_path.glob(f"chapters/{nn}_*.ipynb"), None)
+        if chapter is not None:                                                    # the chapter links its set
+            last = json.loads(chapter.read_text(encoding="utf-8"))["cells"][-1]
+            assert last["cell_type"] == "markdown" and f"(../problems/ch{nn}.md)" in last["source"]
+    assert b.without_solutions("a\n<!-- solution -->\nsecret\n<!-- end solution -->\nb\n") == "a\nb\n"
+    with pytest.raises(SystemExit, match="x.md:1"):
+        b.without_solutions("<!-- solution -->\nopen", "x.md")

@@ -191,11 +191,11 @@ class InverseExplorer(Explorer):
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("x\u2081", fontsize=8)
             ax.tick_params(labelsize=7)
-        self._line, = self.fig.axes[0].plot([], [], color="C0", lw=1.2, label="A x = y")
+        self._line = self.animated(self.fig.axes[0].plot([], [], color="C0", lw=1.5, label="A x = y")[0])
         self._mean = self.animated(self.fig.axes[1].scatter([np.nan], [np.nan], marker="x", s=60, color="C0",
                                                             label="exact posterior mean", zorder=5))
-        for ax in self.fig.axes:
-            ax.legend(loc="lower left", fontsize=7)
+        for ax in self.fig.axes:          # animated, on top of the animated densities
+            self.animated(ax.legend(loc="lower left", fontsize=7, framealpha=0.85)).set_zorder(10)
         self._title = self.animated(self.fig.suptitle(" ", fontsize=10))
 
     def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:

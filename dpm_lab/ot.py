@@ -31,11 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .utils import check_x
+from .utils import check_x, randn
 
 __all__ = ["ot_permutation", "ot_coupling", "transport_cost", "cost_matrix", "exact_ot", "sinkhorn", "SinkhornResult",
            "minibatch_ot_pairs", "gaussian_w2", "gaussian_ot_map", "gaussian_eot", "gaussian_bridge_marginal",
-           "gaussian_bridge_drift", "gaussian_flow_map", "sqrtm_psd"]
+           "gaussian_bridge_drift", "gaussian_flow_map", "sqrtm_psd", "bridge_sde"]
 
 
 # -- checks ------------------------------------------------------------------------------------------------------
@@ -353,6 +353,23 @@ def gaussian_bridge_drift(m0, S0, m1, S1, sigma2: float, t: float) -> tuple[torc
     eye = torch.eye(S0.shape[0], dtype=torch.float64)
     K = (G - eye) / (1 - t)
     return K, (m1 - G @ m_t) / (1 - t)
+
+
+def bridge_sde(drift, x_start: torch.Tensor, sigma2: float, n_steps: int = 100, *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Euler-Maruyama for dX = u_t(X) dt + sqrt(sigma2) dW from t = 0 to t = 1 (the bridge's controlled SDE, §7.2.3).
+
+    drift(x (B, D), t float) -> (B, D), the bridge's Markov drift (bounded up to t = 1 for a Gaussian bridge).
+    Returns the path (n_steps + 1, B, D), time-major.  Noise is drawn through utils.randn on the generator.
+    """
+    x = check_x(x_start, "x_start")
+    s2, h = _positive(sigma2, "sigma2"), 1.0 / int(_positive(n_steps, "n_steps"))
+    path = [x]
+    for k in range(n_steps):
+        x = x + h * drift(x, k * h) + math.sqrt(s2 * h) * randn(x.shape, generator=generator, dtype=x.dtype,
+                                                                   device=x.device)
+        path.append(x)
+    return torch.stack(path)
 
 
 def _unit_time(t) -> float:

@@ -210,7 +210,7 @@ def test_grade_right_wrong_stub_raising_and_broken(tmp_path, capsys):
     (ann / "01_generative_modeling.ipynb").write_text("{not json", encoding="utf-8")
     (ann / "notes.ipynb").write_text("{}", encoding="utf-8")                   # not a chapter: ignored
     (tmp_path / "class" / "bo").mkdir()                                         # a student who handed in nothing
-    out = tmp_path / "grades.csv"
+    out = tmp_path / "results" / "grades.csv"                                   # a folder that does not exist yet
     assert course.main(["grade", str(tmp_path / "class"), "--csv", str(out), "--timeout", "240"]) == 0
     printed = capsys.readouterr().out
     rows = list(csv.DictReader(out.open(encoding="utf-8")))

@@ -129,17 +129,25 @@ def instructor_notebook(nb: dict[str, Any]) -> NotebookNode:
 
 
 def execute_notebook(nb: NotebookNode, *, cwd: str | pathlib.Path | None = None, timeout: int = 600,
-                     env: dict[str, str] | None = None, **client_options: Any) -> NotebookNode:
+                     env: dict[str, str] | None = None, quiet_kernel: bool = False,
+                     **client_options: Any) -> NotebookNode:
     """Execute a notebook in place with nbclient and return it.
 
     `timeout` is per cell; `env` is the kernel's whole environment (default: this process's);
-    `client_options` go to nbclient.NotebookClient (hooks such as on_cell_start, timeout_func).
+    `quiet_kernel` drops the kernel process's own stderr (ipykernel's start-up warnings; the cells'
+    output is kept); `client_options` go to nbclient.NotebookClient (hooks such as on_cell_start,
+    timeout_func, allow_errors).
     """
+    import subprocess
+
     from nbclient import NotebookClient
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(cwd or ".")}}, **client_options)
-    client.execute(**({"env": env} if env is not None else {}))
+    kernel: dict[str, Any] = {"env": env} if env is not None else {}
+    if quiet_kernel:
+        kernel["stderr"] = subprocess.DEVNULL
+    client.execute(**kernel)
     return nb
 
 

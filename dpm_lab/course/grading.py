@@ -180,7 +180,7 @@ def _run_for_grading(nb: NotebookNode, folder: pathlib.Path, timeout: float, res
 
     try:
         execute_notebook(nb, cwd=folder, env=dict(os.environ, **{RESULTS_ENV: results}), on_cell_start=on_cell_start,
-                         allow_errors=True, timeout_func=lambda cell: max(1, int(deadline - time.monotonic())))
+                         allow_errors=True, quiet_kernel=True, timeout_func=lambda cell: max(1, int(deadline - time.monotonic())))
     except CellTimeoutError:
         return f"timed out (over {timeout:g} s for the notebook) in {_where(nb, current['cell'])}"
     except DeadKernelError as exc:
@@ -323,16 +323,16 @@ def grade(folder: str | pathlib.Path, *, timeout: float = 600, executed: str | p
             out.append(g)
             with lock:
                 if resume_file:
-                    with open(resume_file, "a", encoding="utf-8") as f:
-                        f.write(json.dumps({"student": student, "path": str(s.path), "sha256": _sha(s.path),
-                                            "grade": asdict(g)}) + "\n")
+                    _remember(pathlib.Path(resume_file), {"student": student, "path": str(s.path),
+                                                          "sha256": _sha(s.path), "grade": asdict(g)})
                 (pbar.write if pbar else say)(f"graded {student}/{s.path.name}: {g.run} ({g.seconds:.0f} s)")
                 if pbar:
                     pbar.update(1)
         return out
 
     names = sorted({s.student for s in todo})
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs or os.cpu_count() or 1, len(names) or 1))) as pool:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs or cores, len(names) or 1))) as pool:
         for fut in as_completed([pool.submit(one, n) for n in names]):
             grades.extend(fut.result())
     if pbar:
@@ -349,6 +349,17 @@ def grade(folder: str | pathlib.Path, *, timeout: float = 600, executed: str | p
         if not any(g.student == student and g.notebook for g in grades):
             say(f"{student}: no notebook handed in (every chapter graded as missing)")
     return sorted(grades, key=lambda g: (g.student, g.chapter, g.notebook))
+
+
+def _remember(path: pathlib.Path, row: dict[str, Any]) -> None:
+    """Append one finished notebook to the resume file (a failure to write only costs the resume)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+    except OSError as exc:
+        print(f"warning: could not record progress in {path} ({exc}); an interrupted run will start over",
+              file=sys.stderr)
 
 
 def _bar(total: int) -> Any:

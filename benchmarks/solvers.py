@@ -10,6 +10,8 @@ are discretisation error only.
     OMP_NUM_THREADS=1 python benchmarks/solvers.py --quick    # 2D only, NFE <= 50
     OMP_NUM_THREADS=1 python benchmarks/solvers.py --policies # grids x lower-order-final: the defaults' evidence
     OMP_NUM_THREADS=1 python benchmarks/solvers.py --diffusers  # side by side with diffusers' schedulers
+    OMP_NUM_THREADS=1 python benchmarks/solvers.py --orders     # Ch. 9: measured order per solver, asymptotic window
+    OMP_NUM_THREADS=1 python benchmarks/solvers.py --paradigms  # Ch. 9: ParaDiGMS sweeps and evaluations vs sequential
 
 Every run uses the package's plans (lower-order final steps, order schedules) at the number of steps
 `samplers.steps_for_nfe(method, nfe)` gives.
@@ -136,8 +138,16 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--policies", action="store_true", help="grids x lower-order final steps (defaults' evidence)")
     ap.add_argument("--diffusers", action="store_true", help="side by side with diffusers' schedulers")
+    ap.add_argument("--orders", action="store_true", help="Ch. 9 table: measured order of every solver")
+    ap.add_argument("--paradigms", action="store_true", help="Ch. 9: ParaDiGMS sweeps and evaluations")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.orders or args.paradigms:
+        if args.orders:
+            print_orders(args.batch)
+        if args.paradigms:
+            print_paradigms()
+        return
     if args.policies or args.diffusers:
         if args.policies:
             print_policies()
@@ -172,6 +182,55 @@ def main(argv=None) -> None:
     for pname, sname, ddim, (err, who), med, floor in summary:
         print(f"| {pname} | {sname} | {ddim:.2e} | {err:.2e} {who} | {err / ddim:.3f} | {med:.3f} | {floor:.1e} |")
     print(f"\n(total {time.time() - start:.0f} s)")
+
+
+# -- Ch. 9: measured orders and ParaDiGMS ------------------------------------------------------------------
+ORDER_SOLVERS = ["euler", "ddim", "heun", "dpm_solver_2", "dpm_solver_3", "deis", "dpmpp_2s", "dpmpp_2m", "dpmpp_3m",
+                 "edm", "rk4"]
+
+
+def print_orders(batch: int = 64) -> None:
+    """The §9.6 table as measured orders: the 2D mixture under VP, lambda grid, 32/64/128 steps (the asymptotic
+    window) and NFE 4/8/16 (pre-asymptotic); the slope of log error against log NFE (widgets.solvers.fitted_order)."""
+    from dpm_lab.widgets.solvers import convergence, fitted_order
+    mix, sch = mixture_2d(), schedules.VPLinear()
+    model = mix.model(sch)
+    x_T = mix.sample_marginal(batch, 1.0, sch, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = mix.flow_map(x_T, 1.0, sch.t_eps, sch, rtol=1e-12, atol=1e-12)
+    print(f"\n## Measured orders (2D mixture, VP, lambda grid, {batch} points; per-sample RMSE vs DOP853 rtol 1e-12)")
+    print("| solver | declared | window NFEs | errors | measured | NFE 4-16 slope | within 0.2 |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ORDER_SOLVERS:
+        solver = samplers.get_solver(name)
+        nfes = [n * solver.nfe_per_step for n in (32, 64, 128)]
+        errs = convergence(model, x_T, ref, name, nfes)
+        p = fitted_order(nfes, errs)
+        low = fitted_order([4, 8, 16], convergence(model, x_T, ref, name, [4, 8, 16]))
+        print(f"| {name} | {solver.order} | {nfes} | {', '.join(f'{e:.1e}' for e in errs)} | {p:.2f} | {low:.2f} | "
+              f"{abs(p - solver.order) <= 0.2} |")
+
+
+def print_paradigms(n: int = 100) -> None:
+    """ParaDiGMS (fast_solvers.paradigms) on the 2D mixture under VP, quadratic grid of n Euler steps: sweeps (rounds
+    of batched calls) and model evaluations against the n sequential steps, and the distance to sequential Euler."""
+    from dpm_lab import fast_solvers
+    mix, sch = mixture_2d(), schedules.VPLinear()
+    model = mix.model(sch)
+    x_T = mix.sample_marginal(64, 1.0, sch, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    grid = grids.time_grid(sch, n, "quadratic")
+    seq = fast_solvers.euler_path(model, x_T, grid)
+    print(f"\n## ParaDiGMS vs {n} sequential Euler steps (2D mixture, VP, quadratic grid, 64 points)")
+    print("| window | tol | sweeps | evaluations | RMSE to sequential | wall s (this CPU) |")
+    print("|---|---|---|---|---|---|")
+    for window in (n, 20, 5):
+        for tol in (0.0, 1e-6, 1e-3):
+            start = time.perf_counter()
+            res = fast_solvers.paradigms(model, x_T, grid, window=window, tol=tol)
+            wall = time.perf_counter() - start
+            print(f"| {window} | {tol:g} | {res.sweeps} | {res.evaluations} | {rmse(res.x, seq[-1]):.1e} | {wall:.3f} |")
+    start = time.perf_counter()
+    fast_solvers.euler_path(model, x_T, grid)
+    print(f"| sequential | - | {n} | {n} | 0 | {time.perf_counter() - start:.3f} |")
 
 
 # -- the defaults' evidence: grids x lower-order final steps -----------------------------------------------

@@ -260,8 +260,7 @@ def check_edm_contraction(fn: Any) -> tuple[bool, str]:
 # -- 5. predict then run: what doubling the NFE buys -------------------------------------------------------------
 _WHY_ORDER = ("An order-p method's global error behaves like C h^p: doubling the NFE halves h and divides the error by "
               "2^p, so 2x for DDIM and 4x for DPM-Solver++(2M), once the steps are small enough (the asymptotic "
-              "window). The next cells measure it on the exact mixture, where the answer at NFE 16 -> 32 is about 3.4x: "
-              "the 4x of second order is approached, not yet reached.")
+              "window). The next cells measure it on the exact mixture.")
 
 
 @checker("order_prediction", "09")

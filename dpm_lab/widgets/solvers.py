@@ -29,7 +29,8 @@ from ..steps import coeffs, time_at_lam
 from ..utils import randn
 from .base import Explorer, InvalidSelection
 
-__all__ = ["SolverLab", "StepAnatomyExplorer", "lab_mixture", "lab_schedules", "LAB_METHODS", "LAB_NFES"]
+__all__ = ["SolverLab", "StepAnatomyExplorer", "lab_mixture", "lab_schedules", "LAB_METHODS", "LAB_NFES",
+           "convergence", "fitted_order"]
 
 LAB_METHODS = ("euler", "heun", "ddim", "deis", "dpm_solver_2", "dpm_solver_3", "dpmpp_2s", "dpmpp_2m", "dpmpp_3m",
                "edm")
@@ -45,6 +46,26 @@ def lab_mixture() -> GaussianMixture:
 def lab_schedules() -> dict[str, Schedule]:
     """The schedules of the solver lab: VP (linear beta), EDM (alpha = 1, sigma up to 80), rectified flow."""
     return {"VP": VPLinear(), "EDM": EDM(), "flow": RectifiedFlow()}
+
+
+def fitted_order(nfes, errors) -> float:
+    """The least-squares slope p of log error = c - p log NFE (the measured order)."""
+    return float(-np.polyfit(np.log(np.asarray(nfes, float)), np.log(np.asarray(errors, float)), 1)[0])
+
+
+def convergence(model, x_T: torch.Tensor, ref: torch.Tensor, method: str, nfes, *, spacing: str = "lambda",
+                t_max: float = 1.0, **opts: Any) -> list[float]:
+    """Per-sample RMSE at t_min against `ref` of `method` run with each NFE budget (time_grid kind `spacing`).
+
+    The run is samplers.solve on time_grid(schedule, steps_for_nfe(method, nfe), spacing, t_max=t_max); ref is the
+    exact flow map of x_T from t_max to schedule.t_eps.  Used for the measured-order table of Ch. 9 (the notebook and
+    benchmarks/solvers.py --orders).
+    """
+    out = []
+    for nfe in nfes:
+        grid = time_grid(model.schedule, samplers.steps_for_nfe(method, nfe, **opts), spacing, t_max=t_max)
+        out.append(_rmse(samplers.solve(model, x_T, grid, method, **opts), ref))
+    return out
 
 
 def _rmse(x: torch.Tensor, ref: torch.Tensor) -> float:

@@ -113,7 +113,8 @@ WRONG = [
     ("em_orders", "a", ["recorded 'a'"]),
     ("em_orders", "c", ["recorded 'c'"]),
     ("em_orders", "d", ["one of the letters"]),
-    ("likelihood_sign", ch04.likelihood_as_written, ["printed formula"]),
+    ("likelihood_sign", ch04.likelihood_as_written, ["printed formula", "ONE sign"]),
+    ("likelihood_sign", lambda m, x, n: lik(m, x, n, sign=-1), ["BOTH sign changes"]),   # +div v, then minus delta(T)
     ("likelihood_sign", lambda m, x, n: lik(m, x, n, keep_prior=False), ["dropped the prior"]),
     ("likelihood_sign", lambda m, x, n: lik(m, x, n, keep_div=False), ["dropped the divergence"]),
     ("likelihood_sign", lambda m, x, n: lik(m, x, n, prior="start"), ["not at the data point"]),

@@ -254,8 +254,9 @@ def check_likelihood_sign(fn: Any) -> tuple[bool, str]:
     D = want - log_prior                                         # int_0^1 div v dt along each path
     hint = ""
     if close(got, log_prior - D, rtol=0, atol=2e-3):
-        hint = (" This is the printed formula: along the path d/dt log p_t(x(t)) = -div v, so log p_0 = log p_T + "
-                "int div v dt. With d delta/dt = -div v you must subtract delta(T), or integrate +div v.")
+        hint = (" These are the printed formula's numbers. Either the port is unchanged, or you made BOTH sign changes "
+                "(d delta/dt = +div v AND log p_T - delta(T)), and they cancel. Decide from d/dt log p_t(x(t)) = "
+                "-div v which ONE sign is wrong, and change only that one.")
     elif close(got, D, rtol=0, atol=2e-3) or close(got, -D, rtol=0, atol=2e-3):
         hint = " You dropped the prior term log p_T(x_T) (evaluated at the end point of the path)."
     elif close(got, log_prior, rtol=0, atol=2e-3):

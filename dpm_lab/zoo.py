@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,6 +247,11 @@ def load(name: str, *, root: str | os.PathLike | None = None, device=None, check
         raise ZooError(f"the checkpoint of {name!r} does not fit its recipe's model ({err}); "
                        f"rebuild it with: {_rebuild(name)}") from err
     return model.to(device or "cpu").eval()
+
+
+# `python -m dpm_lab.zoo` runs this module as __main__ after `import dpm_lab` has imported it (the package
+# face needs the registry), and runpy warns about exactly that; the command is meant to work this way.
+warnings.filterwarnings("ignore", message=r"'dpm_lab\.zoo' found in sys\.modules", category=RuntimeWarning)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,3 +56,17 @@ def test_explorer_update_shows_nothing_long_and_says_the_range(tmp_path):
     assert text[2] == "0.25 dict True\n"                                 # still the data, a dict
     assert text[3] == "control 'x' takes values from -2 to 2; got 3.0\n0.5\n"   # not clamped to 2, not moved
     assert text[4] == "control 'span' takes values from 0 to 1; got 1.5\n"
+
+
+def test_python_m_zoo_starts_without_a_runtime_warning(tmp_path):
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    r = subprocess.run([sys.executable, "-m", "dpm_lab.zoo", "list"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "RuntimeWarning" not in r.stderr and "8g_vp_eps" in r.stdout

@@ -1,6 +1,5 @@
 """Alignment (§8.5): Bradley-Terry gradients against autograd, the KL-regularised target, DPO's log Z
 cancellation and its optimum on a categorical policy, Diffusion-DPO on a mixture policy against the exact target."""
-import math
 
 import pytest
 import torch

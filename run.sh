@@ -54,7 +54,7 @@ case "${1:-}" in
     ensure_env
     # your copies in workspace/ (made once; a notebook you changed is never overwritten), then JupyterLab
     # on that folder with 00_tour.ipynb open; the solved chapters stay in chapters/ as the reference
-    say "starting JupyterLab on your workspace (workspace/; Ctrl+C twice to stop)"
+    say "making your workspace, then starting JupyterLab"
     exec .venv/bin/python -m dpm_lab.course lab --out workspace "${@:2}"
     ;;
   workspace)

@@ -105,3 +105,19 @@ def test_run_sh_opens_the_workspace_and_git_ignores_it():
     assert r.returncode == 0, "workspace/ must be in .gitignore"
     readme = (ROOT / "README.md").read_text().splitlines()[:12]
     assert any("bash run.sh lab" in line for line in readme) and any("00_tour" in line for line in readme)
+
+
+def test_lab_makes_the_workspace_and_opens_the_tour_there(tmp_path, monkeypatch, capsys):
+    import os
+
+    calls = []
+    monkeypatch.setattr(os, "execv", lambda exe, args: calls.append((os.getcwd(), args)))
+    monkeypatch.chdir(tmp_path)
+    assert course.main(["lab", "--out", "ws", "--port", "18999", "--no-browser"]) == 0
+    (cwd, args), = calls
+    assert cwd == str((tmp_path / "ws").resolve()) and (tmp_path / "ws" / "00_tour.ipynb").is_file()
+    assert args[1:4] == ["-m", "jupyter", "lab"] and args[-1] == "00_tour.ipynb"
+    assert "--port" in args and "18999" in args and "--no-browser" in args
+    assert "the worked solutions are in" in capsys.readouterr().out
+    with pytest.raises(SystemExit):                                    # other commands take no stray options
+        course.main(["workspace", "--bogus"])

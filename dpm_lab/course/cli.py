@@ -29,7 +29,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     w.add_argument("--chapters", default=None, help="source chapters folder (default: the course's)")
     lab = sub.add_parser("lab", help="make or update the workspace, then open JupyterLab on it")
     lab.add_argument("--out", default="workspace", help="the workspace folder (default ./workspace)")
-    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="further arguments for jupyter lab")
+    lab.epilog = "Any further options (--port 8889, --no-browser, ...) go to jupyter lab."
     for kind in ("student", "instructor"):
         b = sub.add_parser(kind, help=f"build the {kind} copies of the chapters and problem sets")
         b.add_argument("--out", default=None, help=f"output folder (default build/{kind})")
@@ -69,7 +69,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m dpm_lab.course") -> int:
     """The command line (see the package docstring); returns the exit status."""
-    args = _parser(prog).parse_args(argv)
+    parser = _parser(prog)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.lab_args = extra
     run = {"grade": _main_grade, "figures": _main_figures, "workspace": _main_workspace, "lab": _main_lab,
            "normalize": _main_normalize, "nbgrader": _main_nbgrader}.get(args.command, _main_build)
     try:

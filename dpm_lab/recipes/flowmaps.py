@@ -1,6 +1,152 @@
-"""Recipes for chapter 11's flow-map models.
+"""Chapter 11 recipes: flow-map students (CM by CD, CT and continuous CT; CTM; MeanFlow) on 2D data.
 
-Under construction.
+    student = dl.zoo.load("fm_8g_mf")                 # a FlowMap: student(x, s, t) ~ Psi_{s->t}(x)
+    x0 = dl.solve(student, x_T, [1.0, 0.0], dl.flowmaps.gamma_solver(0.0))   # one step
+    dl.recipes.flowmaps.few_step_entries()            # the rows of benchmarks/few_step.py
+
+All on the linear path x_t = (1 - t) x0 + t eps ('flow' schedule, as the book's flow-map notebook), an MLP
+(hidden 128, depth 3) of (x, s, t), stop-gradient targets theta^- = sg(theta).  Names (builder "flowmaps/1"):
+    fm_8g_{cd, ct, cct, ctm, mf, mf_pfm0}   eight Gaussians (an exact mixture, so every map is held
+                                            against the oracle); CD's teacher is the exact field
+    fm_moons_{cd, ct, ctm, mf}              two moons; CD's teacher: the zoo's moons_flow
+    fm_8g2m_{cd, ct, ctm, mf}               eight Gaussians (t = 1) -> moons (t = 0); CD's teacher: 8g_to_moons
 """
+from __future__ import annotations
 
-__all__: list[str] = []
+import torch
+
+from .. import datasets, flowmaps, zoo
+from ..schedules import get_schedule
+from ..zoo import Recipe, register
+
+__all__ = ["BUILDER", "FLOWMAP_RECIPES", "METHODS", "fm_recipe", "teacher_of", "retrain", "few_step_entries",
+           "sample_student"]
+
+BUILDER = "flowmaps/1"
+_TRAIN = {"batch": 256, "lr": 3e-3, "lr_schedule": "cosine", "ema": 0.999, "clip": 1.0}
+_NET = {"dim": 2, "hidden": 128, "depth": 3, "t_dim": 16, "t_scale": 20.0}
+_STEPS = {"cd": 4000, "ct": 4000, "cct": 3000, "ctm": 3000, "mf": 3000}   # JVP and CTM steps cost about 2-3x
+METHODS = {"cd": "cm", "ct": "cm", "cct": "cm", "ctm": "ctm_g", "mf": "ctm_v"}
+GAMMA = {"cd": 1.0, "ct": 1.0, "cct": 1.0, "ctm": 0.0, "mf": 0.0}   # the sampler each method is read with
+_DATA = {"8g": ("eight_gaussians", None), "moons": ("moons", None), "8g2m": ("moons", "eight_gaussians")}
+_TEACHERS = {"8g": "exact", "moons": "moons_flow", "8g2m": "8g_to_moons"}
+
+
+def _model(spec: dict) -> flowmaps.FlowMap:
+    return flowmaps.FlowMap(get_schedule(**spec["schedule"]), METHODS[spec["method"]], **spec["net"])
+
+
+def _data(spec: dict):
+    return lambda n, *, generator=None: datasets.sample_2d(spec["data"], n, generator=generator).float()
+
+
+def _source(spec: dict):
+    if spec["source"] is None:
+        return None
+    return lambda n, *, generator=None: datasets.sample_2d(spec["source"], n, generator=generator).float()
+
+
+def teacher_of(spec: dict):
+    """The teacher a distilling recipe reads: 'exact' (the eight-Gaussian mixture's exact field) or a zoo name."""
+    name = spec.get("teacher")
+    if name is None:
+        return None
+    if name == "exact":
+        return datasets.eight_gaussians_mixture().model(get_schedule(**spec["schedule"]))
+    return zoo.load(name)
+
+
+def _loss(spec: dict):
+    sched, method, kw = get_schedule(**spec["schedule"]), spec["method"], dict(spec["loss"])
+    teacher, source = teacher_of(spec), _source(spec)
+    if method in ("cd", "ct"):
+        cls = flowmaps.CDLoss if method == "cd" else flowmaps.CTLoss
+        return cls(sched, teacher, **kw, source=source) if method == "cd" else cls(sched, **kw, source=source)
+    if method == "cct":
+        return flowmaps.ContinuousCTLoss(sched, teacher, **kw, source=source)
+    if method == "ctm":
+        return flowmaps.CTMLoss(sched, teacher, **kw, source=source)
+    return flowmaps.MeanFlowLoss(sched, teacher, **kw, source=source)
+
+
+def fm_recipe(name: str, data: str, method: str, *, distill: bool = False, loss: dict | None = None, steps: int | None = None,
+              seed: int = 0, description: str = "") -> Recipe:
+    """Register a flow-map student: data in {'8g', 'moons', '8g2m'}, method in METHODS; distill=True reads
+    the data's teacher (CD always does)."""
+    if data not in _DATA:
+        raise ValueError(f"data must be one of {sorted(_DATA)}, got {data!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    target, source = _DATA[data]
+    steps = steps or _STEPS[method]
+    spec = {"data": target, "source": source, "short": data, "method": method, "schedule": {"name": "flow"},
+            "teacher": _TEACHERS[data] if (distill or method == "cd") else None, "loss": dict(loss or {}),
+            "net": dict(_NET), "seed": seed, "train": {**_TRAIN, "steps": steps}}
+    return register(Recipe(name, BUILDER, spec, _model, _data, _loss, shape=(2,), description=description))
+
+
+def retrain(name: str, *, progress: bool = True) -> torch.nn.Module:
+    """Train recipe `name` live (the notebook's RETRAIN flag) and return the model in eval mode."""
+    recipe = zoo.get(name)
+    model = recipe.new_model()
+    zoo._fit(model, recipe, device="cpu", progress=progress)
+    return model.eval()
+
+
+def sample_student(model: flowmaps.FlowMap, n: int, nfe: int, *, gamma: float = 0.0,
+                   generator: torch.Generator | None = None, source: str | None = None) -> torch.Tensor:
+    """n samples of a flow-map student with nfe uniform gamma-sampling steps from t = 1 to 0, (n, 2).
+
+    x_1 ~ N(0, I), or the source set's points for transport students."""
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+        raise ValueError(f"nfe must be an int >= 1, got {nfe!r}")
+    x_T = (datasets.sample_2d(source, n, generator=generator).float() if source else
+           torch.randn(n, 2, generator=generator))
+    grid = torch.linspace(1.0, 0.0, nfe + 1).tolist()
+    with torch.no_grad():
+        return flowmaps.gamma_sample(model, x_T, grid, model.schedule, gamma, generator)
+
+
+def few_step_entries() -> list[dict]:
+    """Rows for benchmarks/few_step.py: {'data', 'method', 'sample'(n, nfe, generator), 'train_s'} for every
+    moons / 8g_to_moons student whose checkpoint is in the zoo (the others are skipped)."""
+    from .. import store
+
+    manifest = store.read_manifest(store.zoo_dir())
+    out = []
+    for recipe in FLOWMAP_RECIPES:
+        short = recipe.spec["short"]
+        if short not in ("moons", "8g2m") or recipe.name not in manifest:
+            continue
+        method = recipe.spec["method"]
+
+        def sample(n, nfe, generator=None, *, _name=recipe.name, _m=method, _src=recipe.spec["source"]):
+            return sample_student(zoo.load(_name), n, nfe, gamma=GAMMA[_m], generator=generator, source=_src)
+        out.append({"data": "moons" if short == "moons" else "8g_to_moons",
+                    "method": {"cd": "CD", "ct": "CT", "ctm": "CTM", "mf": "MeanFlow", "cct": "cCT"}[method],
+                    "sample": sample, "train_s": float(manifest[recipe.name].get("train_seconds", float("nan")))})
+    return out
+
+
+def _register_all() -> list[Recipe]:
+    out = []
+    huber = {"huber_c": 0.03}
+    for data, label in (("8g", "eight Gaussians (exact mixture)"), ("moons", "two moons"),
+                        ("8g2m", "eight Gaussians -> moons")):
+        out.append(fm_recipe(f"fm_{data}_cd", data, "cd", loss={"N": 32, **huber},
+                             description=f"{label}: consistency distillation, one teacher DDIM step, N = 32"))
+        out.append(fm_recipe(f"fm_{data}_ct", data, "ct", loss={"N": 32, **huber},
+                             description=f"{label}: consistency training (one-point target), N = 32"))
+        out.append(fm_recipe(f"fm_{data}_ctm", data, "ctm", loss={"lambda_dm": 1.0},
+                             description=f"{label}: CTM (g-parameterization), self-induced Euler solver, "
+                                         f"lambda_DM = 1"))
+        out.append(fm_recipe(f"fm_{data}_mf", data, "mf", loss={"p_fm": 0.25},
+                             description=f"{label}: MeanFlow, JVP target, p_fm = 0.25"))
+    out.append(fm_recipe("fm_8g_cct", "8g", "cct", description="eight Gaussians: continuous-time CT (JVP, "
+                                                                  "tangent normalization)"))
+    out.append(fm_recipe("fm_8g_mf_pfm0", "8g", "mf", loss={"p_fm": 0.0},
+                         description="eight Gaussians: MeanFlow with p_fm = 0 (no flow-matching anchor)"))
+    return out
+
+
+FLOWMAP_RECIPES = _register_all()

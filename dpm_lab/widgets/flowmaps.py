@@ -37,11 +37,12 @@ class FlowMapExplorer(Explorer):
     """
 
     compute_keys = ("method", "s", "t", "u", "nfe")
+    clear_axes = False
     figsize = (10.0, 4.6)
     axes_grid = (1, 2)
     margins = {"left": 0.06, "right": 0.99, "bottom": 0.09, "top": 0.84, "wspace": 0.15}
 
-    def __init__(self, students: dict[str, Any] | None = None, *, n: int = 300, seed: int = 0, **initial: Any):
+    def __init__(self, students: dict[str, Any] | None = None, *, n: int = 200, seed: int = 0, **initial: Any):
         self.students = dict(students if students is not None else default_students())
         self.mixture, self.schedule = datasets.eight_gaussians_mixture(), RectifiedFlow()
         x1 = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
@@ -86,27 +87,36 @@ class FlowMapExplorer(Explorer):
                 "err": float((learned - oracle).norm(dim=-1).mean()),
                 "violation": float((two - one).norm(dim=-1).mean())}
 
-    def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
+    def _setup(self) -> None:
         left, right = self.fig.axes
-        xs, o, L = (viz.to_numpy(data[k]) for k in ("x_s", "oracle", "learned"))
-        left.scatter(xs[:, 0], xs[:, 1], s=4, color="0.75", label="x_s")
-        left.scatter(o[:, 0], o[:, 1], s=6, color="k", label="oracle \u03a8(s\u2192t)")
-        left.scatter(L[:, 0], L[:, 1], s=6, color="C3", alpha=0.7, label=f"learned, NFE {values['nfe']}")
-        a, b = viz.to_numpy(data["one_jump"]), viz.to_numpy(data["two_jump"])
-        right.scatter(a[:, 0], a[:, 1], s=6, color="C0", label="G(x, s, t)")
-        right.scatter(b[:, 0], b[:, 1], s=6, color="C1", alpha=0.7, label="G(G(x, s, u), u, t)")
-        for ax, title in ((left, f"mean |G - \u03a8| = {data['err']:.3f}"),
-                          (right, f"semigroup violation {data['violation']:.3f}")):
+        empty = np.zeros((0, 2))
+        self._xs = self.animated(left.scatter(empty[:, 0], empty[:, 1], s=4, color="0.75", label="x_s"))
+        self._or = self.animated(left.scatter(empty[:, 0], empty[:, 1], s=6, color="k", label="oracle \u03a8(s\u2192t)"))
+        self._le = self.animated(left.scatter(empty[:, 0], empty[:, 1], s=6, color="C3", alpha=0.7, label="learned"))
+        self._one = self.animated(right.scatter(empty[:, 0], empty[:, 1], s=6, color="C0", label="G(x, s, t)"))
+        self._two = self.animated(right.scatter(empty[:, 0], empty[:, 1], s=6, color="C1", alpha=0.7,
+                                                label="G(G(x, s, u), u, t)"))
+        for ax in (left, right):
             ax.set_xlim(-3.5, 3.5)
             ax.set_ylim(-3.5, 3.5)
             ax.set_aspect("equal", adjustable="box")
-            ax.set_title(title, fontsize=9)
             ax.set_xlabel("x\u2081", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.legend(loc="upper right", fontsize=7, framealpha=0.85, markerscale=2)
         left.set_ylabel("x\u2082", fontsize=8)
-        self.fig.suptitle(f"{values['method']}: s = {values['s']:.2f} \u2192 t = {values['t']:.2f} "
-                          f"(via u = {values['u']:.2f}), eight Gaussians", fontsize=10)
+        self._titles = [self.animated(ax.set_title(" ", fontsize=9)) for ax in (left, right)]
+        self._sup = self.animated(self.fig.suptitle(" ", fontsize=10))
+
+    def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
+        if not hasattr(self, "_xs"):
+            self._setup()
+        for artist, key in ((self._xs, "x_s"), (self._or, "oracle"), (self._le, "learned"), (self._one, "one_jump"),
+                            (self._two, "two_jump")):
+            artist.set_offsets(viz.to_numpy(data[key]))
+        self._titles[0].set_text(f"mean |G - \u03a8| = {data['err']:.3f} (learned: NFE {values['nfe']})")
+        self._titles[1].set_text(f"semigroup violation {data['violation']:.3f}")
+        self._sup.set_text(f"{values['method']}: s = {values['s']:.2f} \u2192 t = {values['t']:.2f} "
+                           f"(via u = {values['u']:.2f}), eight Gaussians")
 
 
 class GammaSamplingExplorer(Explorer):
@@ -115,11 +125,12 @@ class GammaSamplingExplorer(Explorer):
     3 pairs).  Controls: method, gamma, steps.  `update()` returns 'samples', 'w2', 'floor'."""
 
     compute_keys = ("method", "gamma", "steps")
+    clear_axes = False
     figsize = (5.6, 5.0)
     axes_grid = (1, 1)
     margins = {"left": 0.12, "right": 0.97, "bottom": 0.1, "top": 0.88}
 
-    def __init__(self, students: dict[str, Any] | None = None, *, n: int = 400, seed: int = 0, **initial: Any):
+    def __init__(self, students: dict[str, Any] | None = None, *, n: int = 200, seed: int = 0, **initial: Any):
         self.students = dict(students if students is not None else default_students())
         self.n, self.schedule = n, RectifiedFlow()
         g = torch.Generator().manual_seed(seed)
@@ -147,16 +158,22 @@ class GammaSamplingExplorer(Explorer):
         w2 = metrics.w2_exact(x, self._target)
         return {"samples": x, "w2": w2, "floor": self.floor}
 
-    def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
+    def _setup(self) -> None:
         ax = self.fig.axes[0]
-        t, x = viz.to_numpy(self._target), viz.to_numpy(data["samples"])
+        t = viz.to_numpy(self._target)
         ax.scatter(t[:, 0], t[:, 1], s=5, color="0.7", label="target")
-        ax.scatter(x[:, 0], x[:, 1], s=5, color="C3", label="samples")
+        self._pts = self.animated(ax.scatter(t[:, 0], t[:, 1], s=5, color="C3", label="samples"))
         ax.set_xlim(-3.2, 3.2)
         ax.set_ylim(-3.2, 3.2)
         ax.set_aspect("equal", adjustable="box")
         ax.set_xlabel("x\u2081", fontsize=8)
         ax.set_ylabel("x\u2082", fontsize=8)
         ax.legend(loc="upper right", fontsize=7, markerscale=2)
-        ax.set_title(f"{values['method']}, \u03b3 = {values['gamma']:.1f}, {values['steps']} steps: "
-                     f"W2 = {data['w2'] / data['floor']:.2f} x floor (n = {self.n})", fontsize=9)
+        self._title = self.animated(ax.set_title(" ", fontsize=9))
+
+    def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
+        if not hasattr(self, "_pts"):
+            self._setup()
+        self._pts.set_offsets(viz.to_numpy(data["samples"]))
+        self._title.set_text(f"{values['method']}, \u03b3 = {values['gamma']:.1f}, {values['steps']} steps: "
+                             f"W2 = {data['w2'] / data['floor']:.2f} x floor (n = {self.n})")

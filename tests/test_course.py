@@ -341,3 +341,19 @@ def test_figures_png_and_svg(tmp_path, capsys):
             in capsys.readouterr().err)
     assert course.main(["figures", "02_nope", "--out", str(tmp_path / "x")]) == 2
     assert "valid chapters: 00 (00_tour)" in capsys.readouterr().err
+
+
+def test_course_folders_come_from_the_wheel_when_there_is_no_checkout(tmp_path, monkeypatch):
+    from dpm_lab.course import builds
+
+    packaged = tmp_path / "site-packages" / "dpm_lab" / "_course"
+    (packaged / "chapters").mkdir(parents=True)
+    (packaged / "chapters" / CHAPTER.name).write_bytes(CHAPTER.read_bytes())
+    assert builds.course_folder("chapters") == ROOT / "chapters"                 # a checkout wins
+    monkeypatch.setattr(builds, "ROOT", tmp_path / "no-checkout")
+    monkeypatch.setattr(builds, "PACKAGED", packaged)
+    assert builds.course_folder("chapters") == packaged / "chapters"
+    assert course.chapter_notebook("01") == packaged / "chapters" / CHAPTER.name
+    assert builds.course_folder("problems") == tmp_path / "no-checkout" / "problems"   # neither: the checkout's name
+    setup = (ROOT / "setup.py").read_text()
+    assert '"chapters"' in setup and '"problems"' in setup and '"data"' in setup and "_course" in setup

@@ -158,6 +158,7 @@
     draw(root);
   }
 
-  window.dpmLive = { fields, schedules: Object.keys(SCHEDULES), draw };
+  window.dpmLive = { fields, coeffs, schedules: Object.keys(SCHEDULES), labels: Object.fromEntries(
+    Object.entries(SCHEDULES).map(([k, s]) => [k, s.label])), draw };
   document.querySelectorAll(".dpm-live-mixture").forEach(mount);
 })();

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 import dpm_lab.course as course
-from dpm_lab.course.normalize import integral_numbers
+from dpm_lab.course.normalize import ends_in_check, integral_numbers
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
@@ -36,7 +36,9 @@ def test_normalised_chapters_in_a_temp_folder(tmp_path, capsys):
         before = nbformat.read(original, as_version=4)
         after = nbformat.read(path, as_version=4)
         assert [c.source for c in after.cells] == [c.source for c in before.cells]   # content unchanged
-        assert [len(c.get("outputs", [])) for c in after.cells] == [len(c.get("outputs", [])) for c in before.cells]
+        kept = [[o for o in c.get("outputs", []) if not (ends_in_check(c.source) and o["output_type"] == "execute_result")]
+                for c in before.cells]
+        assert [len(c.get("outputs", [])) for c in after.cells] == [len(k) for k in kept]  # only a check's True dropped
     assert course.main(["normalize", "--check", *map(str, files)]) == 0              # idempotent
     assert "already stored as JupyterLab saves it" in capsys.readouterr().out
 
@@ -73,3 +75,16 @@ def test_committed_chapters_are_normalised():
     """Cheap twin of the browser test: after `python -m dpm_lab.course normalize`, nothing would change."""
     would = course.normalize_files(CHAPTERS, check=True)
     assert not would, f"run `python -m dpm_lab.course normalize` and commit: {[p.name for p in would]}"
+
+
+def test_a_check_cell_s_stored_true_is_dropped_as_a_run_now_gives(tmp_path):
+    from nbformat.v4 import new_code_cell, new_output
+
+    cells = [new_code_cell("# NBVAL_CHECK_OUTPUT\ndl.exercises.check_vp_alpha(my_alpha)"),
+             new_code_cell("1 == 1"), new_code_cell("ok = ex.check_b(f)\nok")]
+    for c in cells:
+        c.outputs = [new_output("stream", text="line\n"), new_output("execute_result", data={"text/plain": "True"},
+                                                                     execution_count=1)]
+    nb = course.normalize_notebook(nbformat.v4.new_notebook(cells=cells), info={})
+    assert [o["output_type"] for o in nb.cells[0].outputs] == ["stream"]                  # the check's True: gone
+    assert [len(c.outputs) for c in nb.cells[1:]] == [2, 2]                              # any other True: kept

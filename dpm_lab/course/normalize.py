@@ -10,13 +10,17 @@ in JupyterLab and autosaved is byte for byte what is committed (tests/browser ch
     python -m dpm_lab.course normalize [NOTEBOOK ...] [--check]
 
 With no notebooks it normalises every chapter; --check changes nothing and exits 1 when a file
-would change (for CI).
+would change (for CI). It also drops the stored `True`/`False` result of a cell that ends in a bare
+check call (`dl.exercises.check_x(my_x)`): the checks no longer display it (dl.exercises._base), so
+a notebook executed before that change stores what a run now gives, and nbval agrees with it.
 """
 from __future__ import annotations
 
+import ast
 import json
 import math
 import pathlib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,10 +56,30 @@ def integral_numbers(value: Any) -> Any:
     return value
 
 
+def ends_in_check(source: str | list[str]) -> bool:
+    """True when a code cell's last statement is a bare check call (`...check_name(...)`)."""
+    try:
+        last = ast.parse("".join(source) if isinstance(source, list) else source).body[-1]
+    except (SyntaxError, IndexError):
+        return False
+    return (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+            and re.search(r"(^|\.)check_\w+$", ast.unparse(last.value.func)) is not None)
+
+
+def _drop_check_results(cell: dict[str, Any]) -> None:
+    if cell.get("cell_type") == "code" and ends_in_check(cell.get("source", "")):
+        cell["outputs"] = [o for o in cell.get("outputs", []) if not (
+            o.get("output_type") == "execute_result"
+            and "".join(o.get("data", {}).get("text/plain", "")) in ("True", "False"))]
+
+
 def normalize_notebook(nb: dict[str, Any], *, info: dict[str, Any] | None = None) -> nbformat.NotebookNode:
     """A copy of `nb` as JupyterLab saves it: the ipykernel kernelspec, this kernel's language_info, and
-    integral numbers as ints everywhere (metadata, widget state, outputs)."""
+    integral numbers as ints everywhere (metadata, widget state, outputs); a check cell's stored True/False
+    result dropped (see the module docstring)."""
     data = integral_numbers(json.loads(json.dumps(nb)))
+    for cell in data.get("cells", []):
+        _drop_check_results(cell)
     data.setdefault("metadata", {})
     data["metadata"]["kernelspec"] = dict(KERNELSPEC)
     data["metadata"]["language_info"] = info if info is not None else language_info()

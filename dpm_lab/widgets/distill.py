@@ -40,9 +40,9 @@ class PDRoundsExplorer(Explorer):
 
     compute_keys = ("data", "nfe")
     clear_axes = False
-    figsize = (11.0, 3.9)
+    figsize = (11.5, 3.9)
     axes_grid = (1, 3)
-    margins = {"left": 0.05, "right": 0.98, "bottom": 0.13, "top": 0.84, "wspace": 0.28}
+    margins = {"left": 0.06, "right": 0.98, "bottom": 0.14, "top": 0.84, "wspace": 0.55}
 
     def __init__(self, rounds: dict, teachers: dict, noise: dict, *, n: int = 1000, n_grid: int = 41, lim: float = 3.0,
                  seed: int = 0, **initial: Any) -> None:
@@ -98,7 +98,7 @@ class PDRoundsExplorer(Explorer):
         self._curve, = ax2.loglog([1, 64], [1, 1], "o-", color="C0")
         self._mark, = ax2.loglog([1], [1], "o", ms=11, mfc="none", color="C3")
         self.animated(self._curve, self._mark)
-        ax2.set(xlabel="NFE (student steps)", ylabel="RMS map error vs teacher", ylim=(1e-3, 3), xlim=(0.7, 90))
+        ax2.set(xlabel="NFE (student steps)", ylabel="RMS map error vs teacher", ylim=(1e-3, 3), xlim=(0.7, 45))
         ax2.set_title("error after each PD round", fontsize=9)
         ax2.grid(True, which="both", alpha=0.3)
         self._title = self.animated(self.fig.suptitle(" ", fontsize=10))
@@ -110,9 +110,9 @@ class PDRoundsExplorer(Explorer):
         self._sc_s.set_offsets(viz.to_numpy(data["student"]))
         self._leg.get_texts()[1].set_text(f"student, {data['nfe']} step(s)")
         self._im.set_data(np.log10(viz.to_numpy(data["err_grid"]) + 1e-4))
-        nfes = sorted(data["rms"])
-        self._curve.set_data(nfes, [max(data["rms"][k], 1e-6) for k in nfes])
-        self._mark.set_data([data["nfe"]], [max(data["rms"][data["nfe"]], 1e-6)])
+        nfes = sorted(k for k in data["rms"] if k != 64)          # the teacher itself has no error to plot
+        self._curve.set_data(nfes, [data["rms"][k] for k in nfes])
+        self._mark.set_data(*(([data["nfe"]], [data["rms"][data["nfe"]]]) if data["nfe"] != 64 else ([], [])))
         self._title.set_text(f"{data['data']}: PD student with {data['nfe']} step(s), RMS map error "
                              f"{data['rms'][data['nfe']]:.3f}")
 
@@ -179,7 +179,7 @@ class ScoreDistillExplorer(Explorer):
         self._t0 = self.animated(ax0.set_title(" ", fontsize=9))
         p = viz.to_numpy(self.points)
         zero = np.zeros(len(p))
-        kw = {"angles": "xy", "scale_units": "xy", "scale": 8.0, "width": 0.004}
+        kw = {"angles": "xy", "scale_units": "xy", "scale": 12.0, "width": 0.004}
         self._qr = self.animated(ax1.quiver(p[:, 0], p[:, 1], zero, zero, color="C0",
                                             label="real score s(x, t) (teacher)", **kw))
         self._qf = self.animated(ax1.quiver(p[:, 0], p[:, 1], zero, zero, color="C3", alpha=0.8,
@@ -201,7 +201,7 @@ class ScoreDistillExplorer(Explorer):
             f = viz.to_numpy(data["fake"])
             self._qf.set_UVC(f[:, 0], f[:, 1])
             self._qf.set_visible(True)
-            self._t1.set_text(f"scores at t = {data['t']}: the generator moves along fake - real")
+            self._t1.set_text(f"scores at t = {data['t']}: generator steps go along real - fake")
         else:
             self._qf.set_visible(False)
             self._t1.set_text(f"score at t = {data['t']}; SDS has no fake score (its Dirac's is -\u03b5/\u03c3)")

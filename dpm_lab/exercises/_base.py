@@ -141,6 +141,28 @@ def _outcome(name: str, body: Callable[..., tuple[bool, str]], args: tuple, kwar
     return (STATUSES[0] if ok else STATUSES[1]), f"{OK if ok else NO} {name}: {msg}"
 
 
+_CELL: dict[str, str | None] = {"source": None}   # the IPython cell now running (see _watch_cells)
+
+
+def _watch_cells() -> None:
+    """In IPython, remember each cell's source as it starts (pre_run_cell fires for every run, with or
+    without history, as under nbval); installed once per shell, at import."""
+    try:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+    except ImportError:
+        return
+    if ip is None or getattr(ip, "_dpm_lab_watches_cells", False):
+        return
+
+    def pre_run_cell(info: Any) -> None:
+        _CELL["source"] = getattr(info, "raw_cell", None)
+
+    ip.events.register("pre_run_cell", pre_run_cell)
+    ip._dpm_lab_watches_cells = True
+
+
 def _quiet_result() -> None:
     """In IPython, when the running cell ends with a bare check call, its True/False is not displayed.
 
@@ -151,7 +173,7 @@ def _quiet_result() -> None:
         from IPython import get_ipython
 
         ip = get_ipython()
-        cell = ip.history_manager.input_hist_raw[-1] if ip is not None else ""
+        cell = _CELL["source"] if _CELL["source"] is not None else ip.history_manager.input_hist_raw[-1]
         last = ast.parse(ip.transform_cell(cell)).body[-1] if cell.strip() else None
     except Exception:  # noqa: BLE001 - no IPython, a cell with syntax only IPython knows: show as usual
         return
@@ -169,6 +191,9 @@ def _quiet_result() -> None:
 
     shown.for_type(bool, hide)
     ip.events.register("post_run_cell", cleanup)
+
+
+_watch_cells()
 
 
 def _record(chapter: str, name: str, status: str, line: str) -> None:

@@ -70,3 +70,28 @@ def test_python_m_zoo_starts_without_a_runtime_warning(tmp_path):
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "RuntimeWarning" not in r.stderr and "8g_vp_eps" in r.stdout
+
+
+def test_nbval_agrees_with_a_normalised_check_cell_from_before(tmp_path):
+    """A chapter executed while checks still displayed True fails nbval now; normalised, it passes."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    import nbformat
+    from nbformat.v4 import new_output
+
+    nb = new_notebook(cells=[new_code_cell("import dpm_lab as dl"), new_code_cell(RIGHT),
+                             new_code_cell("# NBVAL_CHECK_OUTPUT\ndl.exercises.check_vp_alpha(my_alpha)")])
+    course.execute_notebook(nb, cwd=tmp_path)
+    nb.cells[2].outputs.append(new_output("execute_result", data={"text/plain": "True"}, execution_count=3))
+    old, new = tmp_path / "old.ipynb", tmp_path / "new.ipynb"
+    nbformat.write(nb, old)
+    nbformat.write(nb, new)
+    course.normalize_files([new])
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parent.parent))
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax"]
+    assert subprocess.run([*run, str(old)], cwd=tmp_path, env=env, capture_output=True, timeout=300).returncode != 0
+    r = subprocess.run([*run, str(new)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:]

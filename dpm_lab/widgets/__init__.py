@@ -18,7 +18,7 @@ One file per explored object, reused across chapters:
     ex                                   # in a notebook: the controls and the live figure
     ex.update(t=0.5)["alpha_t"]["vp"]    # the numbers behind the picture
 """
-from . import discrete, distill, flows, flowmaps, guide, langevin, lens, sde, solvers, transport
+from . import discrete, distill, flowmaps, flows, guide, langevin, lens, sde, solvers, transport
 from .base import Explorer, InvalidSelection
 from .field import FIELD_KINDS, FieldExplorer
 from .schedule import ScheduleExplorer, digit_image

@@ -255,3 +255,24 @@ def test_chapter07_bad_input_names_the_argument():
         dl.ot.gaussian_ot_map([0, 0], torch.eye(2), [0, 0, 0], torch.eye(2))
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         dl.ot.sinkhorn([[0.0]], y, 0.1)
+
+
+def test_bridge_sde_with_the_closed_form_drift_has_the_bridge_marginals():
+    m0, S0 = torch.tensor([-2.0, 0.0], dtype=torch.float64), torch.tensor([[0.3, 0.2], [0.2, 1.0]], dtype=torch.float64)
+    m1, S1 = torch.tensor([2.0, 0.5], dtype=torch.float64), torch.tensor([[1.0, -0.4], [-0.4, 0.5]], dtype=torch.float64)
+    s2, n = 0.5, 20000
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(S0).T + m0
+
+    def drift(y, t):
+        K, k = dl.ot.gaussian_bridge_drift(m0, S0, m1, S1, s2, t)
+        return y @ K.T + k
+
+    path = dl.ot.bridge_sde(drift, x, s2, 200, generator=g)
+    for k, t in ((100, 0.5), (200, 1.0)):
+        m_t, S_t = dl.ot.gaussian_bridge_marginal(m0, S0, m1, S1, s2, t)
+        se = float(S_t.diag().max()) * (2 / n) ** 0.5
+        assert (path[k].mean(0) - m_t).abs().max() < 5 * float(S_t.diag().max() / n) ** 0.5 + 0.01
+        assert (torch.cov(path[k].T) - S_t).abs().max() < 5 * se + 0.01          # + O(h) Euler-Maruyama bias
+    with pytest.raises(ValueError, match="sigma2"):
+        dl.ot.bridge_sde(drift, x, -1.0)

@@ -393,14 +393,19 @@ class MeanFlowLoss:
     dh/ds = (d_x h) v + d_s h by one JVP along (v, 1, 0); v the one-point velocity or the teacher's.
 
     A fraction p_fm of the pairs has t = s: there the target is v itself (flow matching, the anchor).
+    The other pairs are (max, min) of two uniform times, or with min_gap > 0: s ~ U(min_gap, 1),
+    t ~ U(0, s - min_gap), so no pair but the p_fm ones comes near the diagonal (an intervention).
     adaptive_p > 0 weights by 1 / (||err||^2 + 1e-3)^p (the MeanFlow paper's adaptive loss)."""
 
     def __init__(self, schedule: Schedule, teacher: Model | None = None, p_fm: float = 0.25, adaptive_p: float = 0.0,
-                 source=None):
+                 source=None, min_gap: float = 0.0):
         if not 0 <= p_fm <= 1:
             raise ValueError(f"p_fm must lie in [0, 1], got {p_fm}")
+        if not 0 <= min_gap < 1:
+            raise ValueError(f"min_gap must lie in [0, 1), got {min_gap}")
         self.schedule, self.teacher, self.p_fm, self.adaptive_p, self.source = (schedule, teacher, float(p_fm),
                                                                               float(adaptive_p), source)
+        self.min_gap = float(min_gap)
 
     def __call__(self, model: FlowMap, x0: torch.Tensor, c=None, *, generator=None) -> torch.Tensor:
         if model.param != "ctm_v":
@@ -408,7 +413,11 @@ class MeanFlowLoss:
         B = x0.shape[0]
         eps = _noise(x0, self.source, generator)
         a, b = rand((B,), generator=generator).to(x0), rand((B,), generator=generator).to(x0)
-        s, t = torch.maximum(a, b), torch.minimum(a, b)
+        if self.min_gap > 0:
+            s = self.min_gap + (1 - self.min_gap) * a
+            t = (s - self.min_gap) * b
+        else:
+            s, t = torch.maximum(a, b), torch.minimum(a, b)
         fm = rand((B,), generator=generator).to(x0) < self.p_fm
         t = torch.where(fm, s, t)
         x_s = ct_ddim_target(x0, eps, s, self.schedule)

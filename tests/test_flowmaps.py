@@ -166,6 +166,10 @@ def test_losses_are_finite_and_train_step_lowers_oracle_error():
         fm.MeanFlowLoss(RF)(fm.FlowMap(RF, "cm"), x0, generator=g)
     with pytest.raises(ValueError, match="p_fm"):
         fm.MeanFlowLoss(RF, p_fm=1.5)
+    with pytest.raises(ValueError, match="min_gap"):
+        fm.MeanFlowLoss(RF, min_gap=1.0)
+    val = fm.MeanFlowLoss(RF, p_fm=0.0, min_gap=0.3)(fm.FlowMap(RF, "ctm_v"), x0, generator=g)
+    assert val.shape == (64,) and torch.isfinite(val).all()
 
 
 def test_meanflow_target_equals_oracle_h_when_fed_the_oracle():

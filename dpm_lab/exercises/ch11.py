@@ -145,22 +145,24 @@ def check_gamma_sampling_step(fn: Any) -> tuple[bool, str]:
 
 
 # -- 4. multistep CM (predict-then-run) ----------------------------------------------------------------------------
-_WHY4 = ("Each extra step of CM multistep throws away the student's position and re-noises a data estimate to the "
-         "next time; the student's error at each re-noised level is not removed, and past a few steps the "
-         "round trips add error faster than the smaller jumps remove it (§11.4.4 bounds the TV error by "
-         "sqrt(T + tau_1 + ... + tau_M), growing with M). The next cell measures W2 at M = 1 ... 8 beside the floor.")
+_WHY4 = ("CM multistep is not a solver: each step throws away the sample's position, re-noises a data estimate to "
+         "the next time and asks the student again. With an exact student every step returns exact samples, so there is "
+         "no discretization error for more steps to shrink; with a real student each re-noised level brings its own "
+         "error. So the curve stalls (the book reports it degrading for M >= 4 and bounds the TV error by "
+         "sqrt(T + tau_1 + ... + tau_M), which grows with M). The next cell measures M = 1, 2, 4, 8 beside the floor.")
 
 
 @checker("multistep_cm", "11")
 def check_multistep_cm(answer: Any) -> tuple[bool, str]:
-    """answer: 'a' (M = 8 clearly better than M = 2), 'b' (no better: within the seed spread, or worse):
-    CM multistep sampling (gamma = 1) of the chapter's consistency model, W2 to the target at n = 2000."""
+    """answer: 'a' (W2 falls clearly at every doubling M = 1 -> 2 -> 4 -> 8, as an ODE solver's error would) or
+    'b' (it stalls: at least one doubling brings no gain beyond the seed spread), for CM multistep sampling
+    (gamma = 1) of the chapter's consistency models."""
     got = call(answer)
     key = str(got).strip().strip("()").strip().lower() if isinstance(got, str) else None
     if key not in ("a", "b"):
         raise WrongAnswer(f"answer with one of the letters 'a' or 'b' (you gave {got!r})")
     if key == "b":
-        return True, "right: not better. " + _WHY4
+        return True, "right: it stalls. " + _WHY4
     return False, "recorded 'a'. " + _WHY4
 
 

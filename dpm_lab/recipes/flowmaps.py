@@ -8,6 +8,7 @@ All on the linear path x_t = (1 - t) x0 + t eps ('flow' schedule, as the book's 
 (hidden 128, depth 3) of (x, s, t), stop-gradient targets theta^- = sg(theta).  Names (builder "flowmaps/1"):
     fm_8g_{cd, ct, cct, ctm, mf, mf_pfm0}   eight Gaussians (an exact mixture, so every map is held
                                             against the oracle); CD's teacher is the exact field
+    fm_8g_mf_gap_pfm{25, 0}                 MeanFlow with every non-anchor pair at s - t >= 0.3 (the p_fm intervention)
     fm_moons_{cd, ct, ctm, mf}              two moons; CD's teacher: the zoo's moons_flow
     fm_8g2m_{cd, ct, ctm, mf}               eight Gaussians (t = 1) -> moons (t = 0); CD's teacher: 8g_to_moons
 """
@@ -146,6 +147,10 @@ def _register_all() -> list[Recipe]:
                                                                   "tangent normalization)"))
     out.append(fm_recipe("fm_8g_mf_pfm0", "8g", "mf", loss={"p_fm": 0.0},
                          description="eight Gaussians: MeanFlow with p_fm = 0 (no flow-matching anchor)"))
+    for p_fm in (0.25, 0.0):       # the intervention: no pair near the diagonal except the p_fm ones
+        out.append(fm_recipe(f"fm_8g_mf_gap_pfm{int(100 * p_fm)}", "8g", "mf", loss={"p_fm": p_fm, "min_gap": 0.3},
+                             steps=2000, description=f"eight Gaussians: MeanFlow, p_fm = {p_fm}, other pairs with "
+                                                     f"s - t >= 0.3, 2000 steps"))
     return out
 
 

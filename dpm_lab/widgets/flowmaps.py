@@ -122,7 +122,7 @@ class FlowMapExplorer(Explorer):
 class GammaSamplingExplorer(Explorer):
     """gamma-sampling of a flow-map student (§11.4.4): gamma = 1 is CM multistep (jump to data, re-noise),
     gamma = 0 deterministic jumps.  Samples over the target and W2 / floor (n points, floor averaged over
-    3 pairs).  Controls: method, gamma, steps.  `update()` returns 'samples', 'w2', 'floor'."""
+    6 pairs).  Controls: method, gamma, steps.  `update()` returns 'samples', 'w2', 'floor'."""
 
     compute_keys = ("method", "gamma", "steps")
     clear_axes = False
@@ -136,7 +136,7 @@ class GammaSamplingExplorer(Explorer):
         g = torch.Generator().manual_seed(seed)
         sampler = lambda m, generator=None: datasets.sample_2d("eight_gaussians", m, generator=generator).float()  # noqa: E731
         self._target = sampler(n, generator=g)
-        self.floor = metrics.floor(metrics.w2_exact, sampler, n, repeats=3, generator=g)
+        self.floor = metrics.floor(metrics.w2_exact, sampler, n, repeats=6, generator=g)
         self._x1 = torch.randn(n, 2, generator=g)
         initial = {"method": "CTM", "gamma": 0.0, "steps": 2, **initial}
         super().__init__(**initial)

@@ -23,6 +23,7 @@ def _z(n=500, seed=0, teacher="moons_vp_x0"):
     return rd.teacher_noise(teacher, n, generator=torch.Generator().manual_seed(seed))
 
 
+@torch.no_grad()
 @pytest.mark.parametrize("data, teacher", [("moons", "moons_vp_x0"), ("8g_to_moons", "8g_to_moons")])
 def test_students_beat_the_teacher_at_the_same_nfe(data, teacher):
     """Map error against the teacher's 64-step DDIM map, from the same starting points."""

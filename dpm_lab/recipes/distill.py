@@ -366,7 +366,8 @@ def _entry(data: str, method: str, name: str, run, nfes: tuple[int, ...]) -> dic
             cache["model"] = zoo.load(name)
         teacher = "moons_vp_x0" if data == "moons" else "8g_to_moons"
         z = teacher_noise(teacher, n, generator=generator)
-        return run(cache["model"], z, nfe)
+        with torch.no_grad():
+            return run(cache["model"], z, nfe)
 
     return {"data": data, "method": method, "sample": sample, "train_s": _train_s(name), "zoo": name}
 
@@ -380,7 +381,7 @@ def few_step_entries() -> list[dict]:
     out = []
     for data in ("moons", "8g_to_moons"):
         out.append(_entry(data, "KD", f"kd_{data}", lambda m, z, nfe: samplers.solve(
-            m, z, distill.pd_grid(m.schedule, N_TEACHER, 1), "ddim").detach(), (1,)))
+            m, z, distill.pd_grid(m.schedule, N_TEACHER, 1), "ddim"), (1,)))
         out.append(_entry(data, "PD", f"pd_{data}", lambda m, z, nfe: m.sample(z, nfe), (1, 2, 4)))
     out.append(_entry("moons", "VSD/DMD", "vsd_moons", lambda m, z, nfe: m.sample(z), (1,)))
     return out

@@ -358,6 +358,9 @@ def kl(p: torch.Tensor, q: torch.Tensor) -> float:
     p, q = torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(q, dtype=torch.float64)
     if p.shape != q.shape:
         raise ValueError(f"p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    for name, v in (("p", p), ("q", q)):
+        if not torch.isfinite(v).all() or (v < -1e-12).any():
+            raise ValueError(f"{name} must hold finite, non-negative probabilities")
     on = p > 0
     if (q[on] <= 0).any():
         return math.inf
@@ -381,7 +384,10 @@ def _alpha_linear(t: torch.Tensor) -> torch.Tensor:
 def mask_tokens(x0: torch.Tensor, t, mask: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Forward masking: each token independently replaced by `mask` with probability 1 - alpha_t = t.
     t a float or (n,) tensor in [0, 1]."""
-    x0 = torch.as_tensor(x0).long()
+    x0 = torch.as_tensor(x0)
+    if x0.dtype.is_floating_point or x0.dtype == torch.bool:
+        raise TypeError(f"x0 must hold integer tokens (a long tensor), got {x0.dtype}")
+    x0 = x0.long()
     if x0.numel() and (x0.min() < 0 or x0.max() >= mask):
         raise ValueError(f"x0 must hold tokens in 0..{mask - 1}; the mask id {mask} must not collide with a token")
     t = torch.as_tensor(t, dtype=torch.float64).reshape(-1, 1) if torch.as_tensor(t).dim() else torch.as_tensor(float(t))
@@ -432,7 +438,8 @@ class MaskedDenoiser(torch.nn.Module):
         self.net = torch.nn.Sequential(*layers)
 
     def logits(self, x_t: torch.Tensor) -> torch.Tensor:
-        h = torch.nn.functional.one_hot(x_t.long(), self.V + 1).float().flatten(1)
+        x_t = _tokens(x_t, self.V + 1, "x_t")                                     # tokens 0..V-1 and the mask V
+        h = torch.nn.functional.one_hot(x_t, self.V + 1).float().flatten(1)
         return self.net(h).view(-1, self.L, self.V)
 
     def forward(self, x_t: torch.Tensor) -> torch.Tensor:
@@ -657,7 +664,8 @@ class UniformDenoiser(torch.nn.Module):
         self.net = torch.nn.Sequential(*layers)
 
     def logits(self, x_t: torch.Tensor, t) -> torch.Tensor:
-        h = torch.nn.functional.one_hot(x_t.long(), self.V).float().flatten(1)
+        x_t = _tokens(x_t, self.V, "x_t")                                         # no mask in uniform diffusion
+        h = torch.nn.functional.one_hot(x_t, self.V).float().flatten(1)
         tt = torch.as_tensor(t, dtype=torch.float32).reshape(-1, 1).expand(len(h), 1)
         return self.net(torch.cat([h, tt], 1)).view(-1, self.L, self.V)
 

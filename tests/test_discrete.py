@@ -217,6 +217,36 @@ def test_bad_input_is_named():
     assert dl.discrete is D
 
 
+def test_more_bad_input_from_an_outside_reading():
+    with pytest.raises(ValueError, match="x_t holds a state"):
+        D.MaskedDenoiser(3, 4)(torch.tensor([[0, 1, 5, 2]]))            # beyond the mask id
+    with pytest.raises(ValueError, match="x_t holds a state"):
+        D.UniformDenoiser(3, 4)(torch.tensor([[0, 1, 3, 2]]), 0.5)      # no mask token in uniform diffusion
+    with pytest.raises(TypeError, match="integer tokens"):
+        D.mask_tokens(torch.tensor([[0.0, 1.0]]), 0.5, 3)
+    with pytest.raises(ValueError, match="non-negative"):
+        D.kl(torch.tensor([0.5, 0.5]), torch.tensor([1.5, -0.5]))
+
+
+def test_masked_elbo_is_exactly_tight_by_enumeration():
+    # independent of Monte Carlo: sum over the 2^L mask patterns, weight int_0^1 t^(m-1) (1-t)^(L-m) dt = B(m, L-m+1)
+    def nelbo(den):
+        total = 0.0
+        for bits in range(1, 2 ** LAW.L):
+            hide = torch.tensor([(bits >> i) & 1 for i in range(LAW.L)], dtype=torch.bool)
+            m = int(hide.sum())
+            w = math.gamma(m) * math.gamma(LAW.L - m + 1) / math.gamma(LAW.L + 1)
+            with torch.no_grad():
+                probs = den(torch.where(hide, LAW.mask, LAW.sequences)).double()
+            logp = probs.gather(-1, LAW.sequences[..., None]).squeeze(-1).log()
+            total += w * float((LAW.probs * -(logp * hide).sum(1)).sum())
+        return total
+    H = float(-(LAW.probs * LAW.probs.log()).sum())
+    assert abs(nelbo(D.exact_denoiser(LAW)) - H) < 1e-10
+    torch.manual_seed(0)
+    assert nelbo(D.MaskedDenoiser(LAW.V, LAW.L, width=16, depth=1)) > H + 0.1
+
+
 # -- uniform diffusion on sequences --------------------------------------------------------------------------------
 def test_uniform_tokens_follow_the_closed_form():
     n, t = 60_000, 0.4

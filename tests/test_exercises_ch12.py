@@ -63,8 +63,21 @@ WRONG = [
     ("temperature_prediction", "same", ["'lower'"]),
     ("temperature_prediction", "maybe", ["one of the strings"]),
     ("bayes_step", ch12.bayes_step_buggy, ["still the original"]),
-    ("bayes_step", lambda P, p: bayes(P, p).T, ["sum to one"]),
+    ("bayes_step", lambda P, p: bayes(P, p).T, ["transposed"]),
     ("bayes_step", lambda P, p: P.T * p[None, :], ["sum to one"]),
+    ("bayes_step", lambda P, p: torch.linalg.inv(P), ["Inverting P", "negative entries"]),
+    ("bayes_step", lambda P, p: P.T, ["likelihood", "prior"]),
+    ("bayes_step", lambda P, p: P.T * p[None, :] / p[:, None], ["evidence", "not by p_s"]),
+    # a reader's wrong answers (outside reading of chapter 12)
+    ("master_rhs", lambda p, Q: Q @ p.T, ["column form", "shape (2,"]),
+    ("master_rhs", lambda p, Q: p @ (Q + torch.eye(len(Q), dtype=Q.dtype)), ["I + Q", "rate of change"]),
+    ("master_rhs", lambda p, Q: p * torch.diag(Q), ["outflow only"]),
+    ("master_rhs", lambda p, Q: master(p, Q) / len(p), ["no mean or sum"]),
+    ("reverse_rates", lambda p, Q: Q.T, ["forgets the law", "p(i) / p(j)"]),
+    ("reverse_rates", lambda p, Q: reverse(p, Q).T, ["Transposed", "rows"]),
+    ("reverse_rates", lambda p, Q: reverse(p, Q) * p[:, None], ["forward current", "divide by p(j)"]),
+    ("unmask_probability", lambda a_s, a_t: (a_s - a_t) / (1 - a_s), ["[0, 1]", "order of the two alphas"]),
+    ("tc_copies", lambda L: -(L - 1) * math.log(2), ["never negative"]),
 ]
 
 globals().update(chapter_suite("12", SOLUTIONS, WRONG, None))

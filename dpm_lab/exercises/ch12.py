@@ -2,7 +2,7 @@
 
 Kinds: implement-and-reuse (master_rhs: the notebook integrates the forward chain with it; reverse_rates: the
 notebook runs the reverse master equation with it; unmask_probability: the notebook's inline sampler uses it on
-a cosine schedule), a derivation entered as a function (tc_copies: the one-step KL for L copied bits), a
+the schedule alpha_t = 1 - t), a derivation entered as a function (tc_copies: the one-step KL for L copied bits), a
 prediction (temperature_prediction) and a find-the-bug (bayes_step: a reverse step written with the transition
 matrix's indices swapped).  `use(name, answer)` returns the learner's function when it answers, else the
 package's version with a note, so a student copy runs from top to bottom.
@@ -42,7 +42,7 @@ def check_master_rhs(fn: Any) -> tuple[bool, str]:
     """fn(p (B, K), Q (K, K)) -> dp/dt (B, K), the master equation for a batch of row distributions (§12)."""
     for Q in (_GENERAL, masked_rates(4) * 1.5, uniform_rates(5)):
         K = Q.shape[0]
-        p = _rows(K, 3, K)
+        p = _rows(K, 2, K)                                   # 2 rows, never K: a (K, B) answer shows its shape
         got = call(fn, p.clone(), Q.clone())
         want = _master_rhs(p, Q)
         if close(got, want, rtol=1e-8, atol=1e-12):
@@ -50,8 +50,19 @@ def check_master_rhs(fn: Any) -> tuple[bool, str]:
         g = as_array(got)
         off = Q - torch.diag(torch.diag(Q))
         hint = ""
-        if g.shape != tuple(want.shape):
+        eye = torch.eye(K, dtype=torch.float64)
+        if g.shape == (K, p.shape[0]) and K != p.shape[0]:
+            hint = (" You returned one column per distribution (the book's column form, Q^T p). Here p holds one "
+                    f"distribution per row: return shape {tuple(want.shape)}.")
+        elif g.shape != tuple(want.shape):
             hint = f" Return one rate of change per state for each row of p: shape {tuple(want.shape)}, not {g.shape}."
+        elif close(got, p @ (Q + eye)):
+            hint = (" That is the law after one step of I + Q (a transition with dt = 1), not its rate of change: "
+                    "the identity part is p itself, which does not belong in dp/dt.")
+        elif close(got, p * torch.diag(Q)):
+            hint = " That is the outflow only: each state also gains p_i Q[i, j] from every other state i."
+        elif close(got * p.shape[0], want) or close(got, want.sum(0, keepdim=True).expand_as(want)):
+            hint = " Each row of p is its own distribution: compute its change row by row, with no mean or sum over the batch."
         elif close(got, p @ Q.T):
             hint = (" You used Q's transpose. With rows, Q[i, j] is the rate i -> j and the change of state j "
                     "collects p_i Q[i, j] over i: the book's Q^T p is for column vectors.")
@@ -99,6 +110,17 @@ def check_reverse_rates(fn: Any) -> tuple[bool, str]:
             hint = " The ratio is upside down: R[j, i] = Q[i, j] p(i) / p(j), the forward flux i -> j divided by p(j)."
         elif close(got - torch.diag(torch.diag(g)), want - torch.diag(torch.diag(want))):
             hint = " The off-diagonal rates are right; set the diagonal so every row sums to zero (a rate matrix)."
+        elif close(got, want.T):
+            hint = (" Transposed: row j must hold the reverse jumps out of j (R[j, i] for j -> i), so the rows, "
+                    "not the columns, sum to zero.")
+        elif close(got, Q.T):
+            hint = (" Q transposed alone forgets the law: the reverse rate of j -> i is the forward current i -> j, "
+                    "p(i) Q[i, j], per unit of probability at j, so it carries the ratio p(i) / p(j).")
+        elif close(got, _fix_diag((Q * p[:, None]).T)) or close(got, _fix_diag(Q * p[:, None])):
+            hint = (" That is the forward current p(i) Q[i, j] itself; a rate is current per unit of probability "
+                    "at the state the jump leaves, so divide by p(j).")
+        elif not close(g.sum(1), torch.zeros(K, dtype=torch.float64)):
+            hint = " The rows of a rate matrix sum to zero (the diagonal is minus the total rate out); yours do not."
         return False, f"for K = {K} your first row is {fmt(g[0])} but should be {fmt(want[0])}.{hint}"
     return True, ("R[j, i] p(j) = Q[i, j] p(i): the reverse chain carries the same probability current backwards, so "
                   "it retraces the forward marginals (checked below with your function).")
@@ -126,6 +148,9 @@ def check_unmask_probability(fn: Any) -> tuple[bool, str]:
             hint = " The step depends on both times: nothing is revealed when alpha_t = alpha_s."
         elif abs(got - (a_t - a_s) / a_t) < 1e-9 or abs(got - (a_t - a_s) / (1 - a_t)) < 1e-9:
             hint = " Divide by Pr(masked at s) = 1 - alpha_s, the event you condition on."
+        elif got < 0 or got > 1:
+            hint = (" A probability lies in [0, 1]. Since t < s, alpha_t >= alpha_s (less noise earlier): "
+                    "check the order of the two alphas.")
         elif a_s > 0 and abs(got - (a_s - a_t) / a_s) < 1e-9:
             hint = " That is the linear schedule's (s - t)/s with the roles of alpha and t mixed; write it with alpha_s, alpha_t."
         return False, f"for alpha_s = {a_s}, alpha_t = {a_t} you return {fmt(got)} but it should be {fmt(want)}.{hint}"
@@ -147,6 +172,8 @@ def check_tc_copies(fn: Any) -> tuple[bool, str]:
             hint = " The data itself has one bit of entropy (all copies agree): subtract H(x) = ln 2 from the L token entropies."
         elif abs(got - (L - 1)) < 1e-9 or abs(got - L) < 1e-9:
             hint = " That is in bits; the course measures KL in nats (natural logarithm)."
+        elif got < 0:
+            hint = " A KL divergence is never negative: KL(data || sampler) = sum data * log(data / sampler), data first."
         elif abs(got - math.log(2)) < 1e-9:
             hint = " ln 2 is the answer for L = 2 only: the sampler draws L independent fair bits, 2^L equally likely strings."
         return False, f"for L = {L} you return {fmt(got)} nats but it should be {fmt(want)}.{hint}"
@@ -200,10 +227,21 @@ def check_bayes_step(fn: Any) -> tuple[bool, str]:
         if close(got, bayes_step_buggy(P, p_s)):
             hint = (" This is still the original: its rows do not sum to one for the masked chain. P[i, j] is "
                     "Pr(j | i), so the forward probability of reaching j from i must be read as P[i, j], i.e. P.T[j, i].")
+        elif close(got, want.T):
+            hint = (" You returned R transposed: the row index is the later state j (what you condition on), so "
+                    "each row, not each column, is a distribution.")
+        elif close(got, torch.linalg.inv(P)):
+            hint = (" Inverting P does not run the noise backwards: the inverse has negative entries, so it is not "
+                    "a probability at all. The reverse step is Bayes' rule, a new stochastic matrix built from P "
+                    "and the prior p_s.")
+        elif close(got, P.T):
+            hint = (" P.T[j, i] = Pr(j | i) is the likelihood of the later state, not a distribution over the "
+                    "earlier one: weight it by the prior p_s(i) and divide by the evidence p_t(j).")
+        elif close(got, P.T * p_s[None, :] / p_s[:, None]):
+            hint = (" Divide by the evidence of the state you condition on, p_t(j) = sum_i p_s(i) P[i, j], "
+                    "not by p_s(j).")
         elif tuple(g.shape) == (K, K) and not close(g.sum(1), torch.ones(K, dtype=torch.float64)):
             hint = " Each row j is a distribution over the earlier state i: it must sum to one."
-        elif close(got, want.T):
-            hint = " You returned R transposed: the row index is the later state j (what you condition on)."
         return False, f"for K = {K} your first row is {fmt(g[0])} but should be {fmt(want[0])}.{hint}"
     return True, "R[j, i] = P[i, j] p_s(i) / p_t(j): forward probability times prior, normalised by the evidence p_t(j)."
 

@@ -62,7 +62,7 @@ case "${1:-}" in
     exec .venv/bin/python -m dpm_lab.course workspace --out workspace "${@:2}"
     ;;
   test)
-    ensure_env test,site,browser "$SITE_PROBE; import playwright, nbgrader"
+    ensure_env test,site,browser "$SITE_PROBE; import playwright, nbgrader, build"
     export OMP_NUM_THREADS=1 DPM_LAB_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
     exec .venv/bin/python -m pytest -p no:cacheprovider --nbval-lax tests chapters "${@:2}"
     ;;

@@ -11,8 +11,7 @@ from __future__ import annotations
 import pytest
 
 import dpm_lab as dl
-
-NO, OK, TODO = "\u274c", "\u2705", "\u270f\ufe0f"
+from dpm_lab.exercises._base import NO, OK, TODO
 
 
 def run_check(name: str, answer, capsys) -> tuple[bool, str]:

@@ -14,6 +14,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import dpm_lab.course as course
 from dpm_lab.exercises import EXERCISES
+from dpm_lab.exercises._base import NO
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHAPTER = ROOT / "chapters" / "01_generative_modeling.ipynb"
@@ -230,7 +231,7 @@ def test_grade_right_wrong_stub_raising_and_broken(tmp_path, capsys):
     broken = {r["run"] for r in rows if r["notebook"] == "01_generative_modeling.ipynb"}
     assert len(broken) == 1 and broken.pop().startswith("unreadable notebook")
     wrong_msg = next(r["message"] for r in rows if r["check"] == "forward_noise")
-    assert wrong_msg.startswith("\u274c forward_noise:")
+    assert wrong_msg.startswith(f"{NO} forward_noise:")
     assert "ignored" in printed and "notes.ipynb" in printed
     assert "ann 00 forward_noise: failed" in printed and "error in cell 9 of 11" in printed
     assert "bo: no notebook handed in" in printed

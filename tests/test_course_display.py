@@ -3,6 +3,7 @@ still returned), while every other cell's True still shows."""
 from nbformat.v4 import new_code_cell, new_notebook
 
 import dpm_lab.course as course
+from dpm_lab.exercises._base import OK
 
 RIGHT = "import math\ndef my_alpha(t):\n    return math.exp(-0.5 * (0.1 * t + 0.5 * 19.9 * t * t))"
 
@@ -20,7 +21,7 @@ def test_a_check_shows_its_line_and_no_stray_true(tmp_path):
     course.execute_notebook(nb, cwd=tmp_path)
     results = [[o["data"]["text/plain"] for o in c.outputs if o.output_type == "execute_result"] for c in nb.cells]
     streams = ["".join(o.get("text", "") for o in c.outputs if o.output_type == "stream") for c in nb.cells]
-    assert results[2] == [] and "\u2705 vp_alpha" in streams[2]
+    assert results[2] == [] and f"{OK} vp_alpha" in streams[2]
     assert results[3] == [] and "not attempted yet" in streams[3]
     assert results[4] == ["True"] and results[5] == ["True"] and results[6] == ["True"]
     assert not any(o.output_type == "error" for c in nb.cells for o in c.outputs)

@@ -29,9 +29,9 @@ from ..utils import randn
 __all__ = ["OK", "NO", "TODO", "CPU", "EXERCISES", "RESULTS_ENV", "STATUSES", "NotAttempted", "WrongAnswer", "Check", "checker", "call",
            "as_array", "as_scalar", "close", "fmt", "example_pair", "make_use"]
 
-OK = "\u2705"      # check mark
-NO = "\u274c"      # cross
-TODO = "\u270f\ufe0f"  # pencil
+OK = "\u2713"      # check mark (text glyphs, in ordinary fonts: no emoji font needed)
+NO = "\u2717"      # ballot x
+TODO = "\u2192"    # arrow: not attempted yet
 CPU = torch.device("cpu")   # check inputs are made here whatever torch's default device is
 
 Check = Callable[..., bool]

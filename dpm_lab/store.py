@@ -23,7 +23,8 @@ __all__ = ["StoreError", "MissingFileError", "DamagedFileError", "data_dir", "zo
            "save_atomic", "write_atomic", "read_manifest", "write_manifest", "MANIFEST"]
 
 MANIFEST = "manifest.json"
-_REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+_REPO_DATA = Path(__file__).resolve().parent.parent / "data"            # a checkout (or `pip install -e .`)
+_PACKAGED_DATA = Path(__file__).resolve().parent / "_course" / "data"   # the wheel carries a copy here
 
 
 class StoreError(ValueError):
@@ -44,8 +45,10 @@ def _folder(root: str | os.PathLike | None, env: str, default: Path) -> Path:
 
 
 def data_dir(root: str | os.PathLike | None = None) -> Path:
-    """The data folder: `root`, else $DPM_LAB_DATA, else the repository's data/."""
-    return _folder(root, "DPM_LAB_DATA", _REPO_DATA)
+    """The data folder: `root`, else $DPM_LAB_DATA, else the repository's data/ (or, installed from the wheel
+    without a checkout, the copy inside the package)."""
+    default = _REPO_DATA if _REPO_DATA.is_dir() or not _PACKAGED_DATA.is_dir() else _PACKAGED_DATA
+    return _folder(root, "DPM_LAB_DATA", default)
 
 
 def zoo_dir(root: str | os.PathLike | None = None) -> Path:

@@ -68,3 +68,16 @@ def test_manifest_round_trip_missing_and_damaged(tmp_path):
     (tmp_path / store.MANIFEST).write_text("{not json")
     with pytest.raises(store.DamagedFileError, match="manifest.*damaged"):
         store.read_manifest(tmp_path)
+
+
+def test_data_dir_falls_back_on_the_wheels_copy_only_without_a_checkout(tmp_path, monkeypatch):
+    from dpm_lab import store
+    monkeypatch.delenv("DPM_LAB_DATA", raising=False)
+    assert store.data_dir() == store._REPO_DATA                       # a checkout: its data/
+    packaged = tmp_path / "_course" / "data"
+    packaged.mkdir(parents=True)
+    monkeypatch.setattr(store, "_PACKAGED_DATA", packaged)
+    monkeypatch.setattr(store, "_REPO_DATA", tmp_path / "no_checkout" / "data")
+    assert store.data_dir() == packaged                              # the wheel, installed without a checkout
+    monkeypatch.setenv("DPM_LAB_DATA", str(tmp_path))
+    assert store.data_dir() == tmp_path                              # the environment variable still wins

@@ -105,7 +105,7 @@ def digits(n: int) -> None:
                "PiGDM": lambda: dl.guidance.PiGDM(prior, A, y, sy, data_var=0.5),
                "DPS": lambda: dl.guidance.DPS(prior, A, y, sy, 20.0, normalized=True)}
     print(f"\n== MNIST-5k inpainting (top half seen, sigma_y = {sy}), mnist5k_uncond, DDIM, {len(truth)} digits ==")
-    print(f"{'method':>10} {'NFE':>4} | {'PSNR dB':>7} {'residual':>8} (noise level {sy * float(mask.sum()) ** 0.5:.2f})")
+    print(f"{'method':>10} {'NFE':>4} | {'PSNR dB':>7} {'residual':>8} (noise level sigma_y sqrt(M) = {sy * y[0].numel() ** 0.5:.2f})")
     for name, make in methods.items():
         for nfe in (20, 50):
             xT = torch.randn(truth.shape, generator=torch.Generator().manual_seed(5))

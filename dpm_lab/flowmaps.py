@@ -457,12 +457,14 @@ def _tilde_time(schedule: Schedule, t: float, gamma: float) -> float:
 
 
 def gamma_step(G: Callable, x: torch.Tensor, s: float, t: float, schedule: Schedule, gamma: float = 0.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, noise: Callable | None = None) -> torch.Tensor:
     """One step of gamma-sampling (§11.4.4, Algorithm gamma), from s to t < s:
 
         jump   x~ = G(x, s, t~)   with t~ the time of noise level sqrt(1 - gamma^2) that of t,
         re-noise  x_t = (alpha_t / alpha_t~) x~ + gamma sigma_t z   (the forward kernel t~ -> t).
-    gamma = 1: t~ = 0, CM multistep (jump to data, re-noise); gamma = 0: deterministic G(x, s, t)."""
+    gamma = 1: t~ = 0, CM multistep (jump to data, re-noise); gamma = 0: deterministic G(x, s, t).
+    noise(x, generator) draws z (default: standard normal like x); a transport student (source points at t = 1)
+    re-noises with fresh source points, exact at gamma = 1 (a fresh pair), approximate for 0 < gamma < 1."""
     if not 0 <= gamma <= 1:
         raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
     tt = _tilde_time(schedule, float(t), float(gamma))
@@ -472,7 +474,8 @@ def gamma_step(G: Callable, x: torch.Tensor, s: float, t: float, schedule: Sched
     scale = float(schedule.alpha(float(t))) / float(schedule.alpha(tt))
     out = scale * x_tilde
     if gamma > 0 and float(t) > 0:
-        out = out + gamma * float(schedule.sigma(float(t))) * randn_like(x, generator=generator)
+        z = noise(x, generator) if noise is not None else randn_like(x, generator=generator)
+        out = out + gamma * float(schedule.sigma(float(t))) * z
     return out
 
 
@@ -496,14 +499,14 @@ def gamma_solver(gamma: float = 0.0) -> Solver:
 
 
 def gamma_sample(G: Callable, x_T: torch.Tensor, grid, schedule: Schedule, gamma: float = 0.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Run gamma-sampling along a descending grid ending at 0 (len(grid) - 1 evaluations of G)."""
+                 generator: torch.Generator | None = None, noise: Callable | None = None) -> torch.Tensor:
+    """Run gamma-sampling along a descending grid ending at 0 (len(grid) - 1 evaluations of G); noise as in gamma_step."""
     grid = [float(g) for g in grid]
     if len(grid) < 2 or any(b >= a for a, b in zip(grid[:-1], grid[1:])):
         raise ValueError(f"grid must be a strictly descending sequence of >= 2 times, got {grid}")
     x = x_T
     for s, t in zip(grid[:-1], grid[1:]):
-        x = gamma_step(G, x, s, t, schedule, gamma, generator)
+        x = gamma_step(G, x, s, t, schedule, gamma, generator, noise)
     return x
 
 

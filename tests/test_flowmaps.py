@@ -136,6 +136,10 @@ def test_gamma_sampling_limits_and_solver_object():
     step = fm.gamma_step(G, x, 1.0, 0.5, RF, 1.0, g1)
     z = dl.utils.randn_like(x, generator=g2)
     assert torch.allclose(step, 0.5 * G(x, 1.0, 0.0) + 0.5 * z, atol=1e-6)
+    # a transport student re-noises with the given draws (source points)
+    src = torch.full_like(x, 3.0)
+    step = fm.gamma_step(G, x, 1.0, 0.5, RF, 1.0, None, noise=lambda y, g: src)
+    assert torch.allclose(step, 0.5 * G(x, 1.0, 0.0) + 0.5 * src, atol=1e-6)
     # intermediate gamma: the jump lands at noise ratio sqrt(1 - gamma^2) of t's
     tt = fm._tilde_time(RF, 0.5, 0.6)
     assert math.isclose(tt / (1 - tt), 0.8 * 1.0, rel_tol=1e-9)

@@ -98,14 +98,15 @@ def sample_student(model: flowmaps.FlowMap, n: int, nfe: int, *, gamma: float = 
                    generator: torch.Generator | None = None, source: str | None = None) -> torch.Tensor:
     """n samples of a flow-map student with nfe uniform gamma-sampling steps from t = 1 to 0, (n, 2).
 
-    x_1 ~ N(0, I), or the source set's points for transport students."""
+    x_1 ~ N(0, I), or the source set's points for transport students (which also re-noise with source points)."""
     if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
         raise ValueError(f"nfe must be an int >= 1, got {nfe!r}")
     x_T = (datasets.sample_2d(source, n, generator=generator).float() if source else
            torch.randn(n, 2, generator=generator))
     grid = torch.linspace(1.0, 0.0, nfe + 1).tolist()
+    noise = ((lambda x, g: datasets.sample_2d(source, x.shape[0], generator=g).float().to(x)) if source else None)
     with torch.no_grad():
-        return flowmaps.gamma_sample(model, x_T, grid, model.schedule, gamma, generator)
+        return flowmaps.gamma_sample(model, x_T, grid, model.schedule, gamma, generator, noise)
 
 
 def few_step_entries() -> list[dict]:

@@ -71,3 +71,25 @@ def test_without_a_learned_model_the_choice_says_so():
     assert list(ex.controls["denoiser"].options) == ["exact"]
     with pytest.raises(dl.widgets.InvalidSelection, match="no learned denoiser"):
         ex.compute("learned", 4, 1.0, "none")
+
+
+def test_the_drawn_artists_are_the_data_after_every_move(corruption, reverse):
+    # the explorers update their artists in place: the picture must still match the controls after each change
+    for kind, t in (("masked", 0.2), ("uniform", 0.6), ("masked", 0.9), ("uniform", 0.1)):
+        d = corruption.update(kind=kind, t=t)
+        K = len(d["p_t"])
+        heights = np.array([b.get_height() for b in corruption.fig.axes[0].patches])
+        np.testing.assert_allclose(heights[:K], d["p_t"], atol=1e-12)
+        assert (heights[K:] == 0).all() and corruption.fig.axes[0].get_xlim()[1] < K
+        np.testing.assert_allclose(corruption.fig.axes[0].lines[0].get_ydata(), d["simulated"])
+        np.testing.assert_array_equal(corruption.fig.axes[1].images[0].get_array(), d["tokens"])
+        assert f"t = {t:.2f}" in corruption.fig.axes[0].get_title()
+    for change in ({"steps": 1}, {"infill": "x1 = 0, x4 = 2", "temperature": 0.6}, {"denoiser": "learned", "steps": 64}):
+        d = reverse.update(**change)
+        top = np.argsort(-d["target"])[:12]
+        bars = reverse.fig.axes[0].patches
+        np.testing.assert_allclose([b.get_height() for b in bars[:12]], d["target"][top], atol=1e-12)
+        np.testing.assert_allclose([b.get_height() for b in bars[12:24]], d["law"][top], atol=1e-12)
+        np.testing.assert_allclose(reverse.fig.axes[1].lines[0].get_ydata(), np.maximum(d["kl_curve"], 1e-6))
+        np.testing.assert_array_equal(reverse.fig.axes[2].images[0].get_array(), d["samples"])
+        assert f"{d['kl']:.4f}" in reverse.fig.axes[1].get_title()

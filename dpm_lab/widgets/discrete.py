@@ -33,15 +33,21 @@ def _token_cmap(V: int) -> ListedColormap:
     return ListedColormap(_TOKEN_COLOURS[:V] + [_MASK_COLOUR])
 
 
-def _draw_tokens(ax, x: np.ndarray, V: int, title: str) -> None:
-    """Sequences as rows of coloured cells, the token written in each (the mask as '?')."""
-    ax.imshow(x, cmap=_token_cmap(V), vmin=-0.5, vmax=V + 0.5, aspect="auto", interpolation="nearest")
+def _draw_tokens(ax, x: np.ndarray, V: int, title: str, artists: dict | None = None) -> dict:
+    """Sequences as rows of coloured cells, the token written in each (the mask as '?').  The first call makes
+    the artists; later calls (with the dict it returned) update them in place, which is much faster."""
+    if artists is None:
+        im = ax.imshow(x, cmap=_token_cmap(V), vmin=-0.5, vmax=V + 0.5, aspect="auto", interpolation="nearest")
+        texts = {(i, j): ax.text(j, i, "", ha="center", va="center", fontsize=8) for (i, j), _ in np.ndenumerate(x)}
+        ax.set_xticks(range(x.shape[1]), [f"x{j + 1}" for j in range(x.shape[1])])
+        ax.set_yticks([])
+        artists = {"image": im, "texts": texts}
+    artists["image"].set_data(x)
     for (i, j), v in np.ndenumerate(x):
-        ax.text(j, i, "?" if v == V else str(v), ha="center", va="center", fontsize=8,
-                color="black" if v == V else "white")
-    ax.set_xticks(range(x.shape[1]), [f"x{j + 1}" for j in range(x.shape[1])])
-    ax.set_yticks([])
+        artists["texts"][i, j].set_text("?" if v == V else str(v))
+        artists["texts"][i, j].set_color("black" if v == V else "white")
     ax.set_title(title, fontsize=10)
+    return artists
 
 
 class CorruptionExplorer(Explorer):
@@ -55,6 +61,7 @@ class CorruptionExplorer(Explorer):
     """
 
     compute_keys = ("kind", "t")
+    clear_axes = False                                # artists made once and updated in place (latency)
     figsize = (10.5, 3.4)
     axes_grid = (1, 3)
     margins = {"left": 0.06, "right": 0.98, "bottom": 0.16, "top": 0.86, "wspace": 0.32}
@@ -103,23 +110,36 @@ class CorruptionExplorer(Explorer):
         ax_p, ax_x, ax_a = self.fig.axes
         kind, t = values["kind"], float(values["t"])
         K = len(data["p_t"])
+        n_max = max(c.K for c in self.chains.values())
+        art = getattr(self, "_art", None)
+        if art is None:                               # first draw: the artists, for the larger of the two chains
+            art = self._art = {
+                "bars": ax_p.bar(range(n_max), np.zeros(n_max), color="#9ecae1", label="exact p_t"),
+                "sim": ax_p.plot(range(n_max), np.zeros(n_max), "k_", ms=22, mew=2, label="Gillespie paths")[0],
+                "curve": ax_a.plot(self.times, data["alpha_curve"], color="C2")[0],
+                "dot": ax_a.plot([t], [data["alpha"]], "o", color="C2")[0], "tokens": None}
+            ax_p.set_xticks(range(n_max))
+            ax_p.set_ylim(0, 1)
+            ax_p.set_xlabel("state")
+            ax_p.set_ylabel("probability")
+            ax_p.legend(fontsize=8, loc="upper right")
+            ax_a.set_xlim(0, 1)
+            ax_a.set_ylim(0, 1.02)
+            ax_a.set_xlabel("t")
+            ax_a.set_ylabel("alpha_t")
         labels = [str(i) for i in range(K)] if kind == "uniform" else [*map(str, range(K - 1)), "mask"]
-        ax_p.bar(range(K), data["p_t"], color="#9ecae1", label="exact p_t")
-        ax_p.plot(range(K), data["simulated"], "k_", ms=22, mew=2, label="Gillespie paths")
-        ax_p.set_xticks(range(K), labels)
-        ax_p.set_ylim(0, 1)
-        ax_p.set_xlabel("state")
-        ax_p.set_ylabel("probability")
-        ax_p.legend(fontsize=8, loc="upper right")
+        heights = np.zeros(n_max)
+        heights[:K] = data["p_t"]
+        for bar, h in zip(art["bars"], heights):
+            bar.set_height(h)
+        art["sim"].set_data(np.arange(K), data["simulated"])
+        ax_p.set_xticklabels(labels + [""] * (n_max - K))
+        ax_p.set_xlim(-0.6, K - 0.4)                  # the uniform chain has no mask: its spare bar stays out of view
         ax_p.set_title(f"{kind} chain: marginal at t = {t:.2f}", fontsize=10)
-        _draw_tokens(ax_x, data["tokens"], self.law.V, "sequences at t ('?' = mask)" if kind == "masked"
-                     else "sequences at t (noised tokens redrawn)")
-        ax_a.plot(self.times, data["alpha_curve"], color="C2")
-        ax_a.plot([t], [data["alpha"]], "o", color="C2")
-        ax_a.set_xlim(0, 1)
-        ax_a.set_ylim(0, 1.02)
-        ax_a.set_xlabel("t")
-        ax_a.set_ylabel("alpha_t")
+        art["tokens"] = _draw_tokens(ax_x, data["tokens"], self.law.V, "sequences at t ('?' = mask)" if kind == "masked"
+                                     else "sequences at t (noised tokens redrawn)", art["tokens"])
+        art["curve"].set_ydata(data["alpha_curve"])
+        art["dot"].set_data([t], [data["alpha"]])
         ax_a.set_title(f"signal kept: alpha_t = {data['alpha']:.2f}", fontsize=10)
 
 
@@ -139,6 +159,7 @@ class ReverseSamplingExplorer(Explorer):
     """
 
     compute_keys = ("denoiser", "steps", "temperature", "infill")
+    clear_axes = False                                # artists made once and updated in place (latency)
     figsize = (10.5, 3.5)
     axes_grid = (1, 3)
     margins = {"left": 0.07, "right": 0.98, "bottom": 0.2, "top": 0.86, "wspace": 0.35}
@@ -185,18 +206,32 @@ class ReverseSamplingExplorer(Explorer):
         ax_l, ax_k, ax_s = self.fig.axes
         top = np.argsort(-data["target"])[:12]
         pos = np.arange(len(top))
-        ax_l.bar(pos - 0.2, data["target"][top], 0.4, color="#9ecae1", label="target")
-        ax_l.bar(pos + 0.2, data["law"][top], 0.4, color="#fdae6b", label=f"sampler, {values['steps']} steps")
         names = ["".join(map(str, self.law.sequences[i].tolist())) for i in top]
-        ax_l.set_xticks(pos, names, rotation=70, fontsize=7)
-        ax_l.set_ylabel("probability")
-        ax_l.legend(fontsize=8)
-        ax_l.set_title("most likely sequences", fontsize=10)
         curve = np.maximum(data["kl_curve"], 1e-6)
-        ax_k.loglog(STEPS, curve, "o-", color="C1")
-        ax_k.loglog([values["steps"]], [max(data["kl"], 1e-6)], "o", ms=11, mfc="none", mec="k")
-        ax_k.set_xlabel("steps")
-        ax_k.set_ylabel("KL(target || sampler), nats")
-        ax_k.set_title(f"KL = {data['kl']:.4f} nats at {values['steps']} steps", fontsize=10)
-        ax_k.grid(True, which="both", alpha=0.3)
-        _draw_tokens(ax_s, data["samples"], self.law.V, "strings drawn from the sampler's law")
+        art = getattr(self, "_art", None)
+        if art is None:                               # first draw: the artists; later draws move them
+            art = self._art = {
+                "target": ax_l.bar(pos - 0.2, np.zeros(len(pos)), 0.4, color="#9ecae1", label="target"),
+                "law": ax_l.bar(pos + 0.2, np.zeros(len(pos)), 0.4, color="#fdae6b", label="sampler"),
+                "curve": ax_k.loglog(STEPS, curve, "o-", color="C1")[0],
+                "mark": ax_k.loglog([1], [1], "o", ms=11, mfc="none", mec="k")[0], "tokens": None}
+            ax_l.set_xticks(pos, names, rotation=70, fontsize=7)
+            ax_l.set_ylabel("probability")
+            art["legend"] = ax_l.legend(fontsize=8)
+            ax_l.set_title("most likely sequences", fontsize=10)
+            ax_k.set_xlabel("steps")
+            ax_k.set_ylabel("KL(target || sampler), nats")
+            ax_k.grid(True, which="both", alpha=0.3)
+        for bars, h in ((art["target"], data["target"][top]), (art["law"], data["law"][top])):
+            for bar, v in zip(bars, h):
+                bar.set_height(v)
+        ax_l.set_xticklabels(names)
+        ax_l.set_ylim(0, 1.1 * max(data["target"][top].max(), data["law"][top].max()))
+        steps = f"{values['steps']} step" + ("s" if values["steps"] > 1 else "")
+        art["legend"].get_texts()[1].set_text(f"sampler, {steps}")
+        art["curve"].set_ydata(curve)
+        art["mark"].set_data([values["steps"]], [max(data["kl"], 1e-6)])
+        ax_k.set_ylim(curve.min() / 2, curve.max() * 2)
+        ax_k.set_title(f"KL = {data['kl']:.4f} nats at {steps}", fontsize=10)
+        art["tokens"] = _draw_tokens(ax_s, data["samples"], self.law.V, "strings drawn from the sampler's law",
+                                     art["tokens"])

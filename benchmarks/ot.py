@@ -103,6 +103,8 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000])
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
+    import sys
+    sys.stdout.reconfigure(line_buffering=True)          # each row is printed as soon as it is measured
     print(f"torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"load average {os.getloadavg()[0]:.1f}")
     sinkhorn_table(args.n, args.eps, args.device)

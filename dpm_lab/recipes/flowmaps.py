@@ -71,7 +71,7 @@ def _loss(spec: dict):
 
 
 def fm_recipe(name: str, data: str, method: str, *, distill: bool = False, loss: dict | None = None, steps: int | None = None,
-              seed: int = 0, description: str = "") -> Recipe:
+              lr: float | None = None, seed: int = 0, description: str = "") -> Recipe:
     """Register a flow-map student: data in {'8g', 'moons', '8g2m'}, method in METHODS; distill=True reads
     the data's teacher (CD always does)."""
     if data not in _DATA:
@@ -82,7 +82,7 @@ def fm_recipe(name: str, data: str, method: str, *, distill: bool = False, loss:
     steps = steps or _STEPS[method]
     spec = {"data": target, "source": source, "short": data, "method": method, "schedule": {"name": "flow"},
             "teacher": _TEACHERS[data] if (distill or method == "cd") else None, "loss": dict(loss or {}),
-            "net": dict(_NET), "seed": seed, "train": {**_TRAIN, "steps": steps}}
+            "net": dict(_NET), "seed": seed, "train": {**_TRAIN, "steps": steps, **({"lr": lr} if lr else {})}}
     return register(Recipe(name, BUILDER, spec, _model, _data, _loss, shape=(2,), description=description))
 
 
@@ -139,7 +139,7 @@ def _register_all() -> list[Recipe]:
                              description=f"{label}: consistency distillation, one teacher DDIM step, N = 32"))
         out.append(fm_recipe(f"fm_{data}_ct", data, "ct", loss={"N": 32, **huber},
                              description=f"{label}: consistency training (one-point target), N = 32"))
-        out.append(fm_recipe(f"fm_{data}_ctm", data, "ctm", loss={"lambda_dm": 1.0},
+        out.append(fm_recipe(f"fm_{data}_ctm", data, "ctm", loss={"lambda_dm": 1.0}, lr=1e-3 if data == "moons" else None,
                              description=f"{label}: CTM (g-parameterization), self-induced Euler solver, "
                                          f"lambda_DM = 1"))
         out.append(fm_recipe(f"fm_{data}_mf", data, "mf", loss={"p_fm": 0.25},

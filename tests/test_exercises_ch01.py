@@ -55,6 +55,8 @@ SOLUTIONS = {
     "energy_score": energy_score,
     "fisher_divergence": fisher,
     "gaussian_score": lambda x, mu, s: -(x - mu) / s ** 2,
+    "reverse_kl_generator": lambda u: -np.log(u),
+    "gaussian_fisher": lambda m1, s1, m2, s2: (s1 / s2 ** 2 - 1 / s1) ** 2 + (m1 - m2) ** 2 / s2 ** 4,
 }
 
 STUBS = {
@@ -69,6 +71,8 @@ STUBS = {
     "energy_score": lambda energy, x: None,
     "fisher_divergence": lambda sp, sq: None,
     "gaussian_score": lambda x, mu, s: None,
+    "reverse_kl_generator": lambda u: None,
+    "gaussian_fisher": lambda m1, s1, m2, s2: None,
 }
 
 # (check, wrong answer, words its message must contain)
@@ -155,6 +159,21 @@ WRONG = [
     ("gaussian_score", lambda x, mu, s: -(x - mu) / s, ["for mu=1.0, sigma=0.5", "variance sigma^2, not by sigma"]),
     ("gaussian_score", lambda x, mu, s: -(x - mu), ["for mu=1.0, sigma=0.5", "a narrower Gaussian has a steeper"]),
     ("gaussian_score", lambda x, mu, s: -(x - mu).sum() / s ** 2, ["you gave"]),
+    ("reverse_kl_generator", lambda u: u * np.log(u), ["forward KL(p || q)", "u log u is the generator"]),
+    ("reverse_kl_generator", lambda u: np.log(u), ["minus the reverse KL", "sign is flipped"]),
+    ("reverse_kl_generator", lambda u: -u * np.log(u), ["minus the forward KL", "convex"]),
+    ("reverse_kl_generator", lambda u: (1 / u) * np.log(1 / u), ["treats u as q / p"]),
+    ("reverse_kl_generator", lambda u: 1.0 - np.log(u), ["f(1) = 0"]),
+    ("reverse_kl_generator", lambda u: float(np.sum(-np.log(u))), ["an array of the shape of u"]),
+    ("gaussian_fisher", lambda m1, s1, m2, s2: (m1 - m2) ** 2 / s2 ** 4, ["the widths count too", "N(0.0, 1.0^2)", "0.0625"]),
+    ("gaussian_fisher", lambda m1, s1, m2, s2: (s2 / s1 ** 2 - 1 / s2) ** 2 + (m2 - m1) ** 2 / s1 ** 4,
+     ["That is D_F(q || p)"]),
+    ("gaussian_fisher", lambda m1, s1, m2, s2: 0.5 * ((s1 / s2 ** 2 - 1 / s1) ** 2 + (m1 - m2) ** 2 / s2 ** 4),
+     ["No 1/2"]),
+    ("gaussian_fisher", lambda m1, s1, m2, s2: (s1 / s2 ** 2 - 1 / s1) ** 2 + (m1 - m2) ** 2 / s2 ** 2,
+     ["divided by the variance s2^2, and squared"]),
+    ("gaussian_fisher", lambda m1, s1, m2, s2: (1 / s2 ** 2 - 1 / s1 ** 2) ** 2 + (m1 - m2) ** 2 / s2 ** 4,
+     ["for p = N(0.5, 0.7^2)", "z-coefficient"]),
 ]
 
 

@@ -16,7 +16,8 @@ from ._base import CPU, NotAttempted, WrongAnswer, as_array, as_scalar, call, ch
 
 __all__ = ["check_gaussian_nll", "check_forward_kl_fit", "check_reverse_kl_prediction", "check_f_divergence",
            "check_kl_grid", "check_js_grid", "check_tv_grid", "check_optimal_discriminator", "check_energy_score",
-           "check_fisher_divergence", "check_gaussian_score", "reverse_kl_fit", "buggy_energy_score",
+           "check_fisher_divergence", "check_gaussian_score", "check_reverse_kl_generator", "check_gaussian_fisher",
+           "reverse_kl_fit", "buggy_energy_score",
            "REFERENCES", "reuse", "PREDICTIONS"]
 
 
@@ -510,6 +511,89 @@ def check_fisher_divergence(fn: Any) -> tuple[bool, str]:
     return True, "the Fisher divergence is right: sum over coordinates, average over points, no normaliser needed."
 
 
+# -- 4. the generator f of the reverse KL (derivation; the table of section 4 reuses it) -------------------------
+def _f_reverse(u: np.ndarray) -> np.ndarray:
+    return -np.log(u)
+
+
+@checker("reverse_kl_generator", "01")
+def check_reverse_kl_generator(fn: Any) -> tuple[bool, str]:
+    """fn(u) -> f(u) elementwise, for a NumPy array u > 0 of density ratios p / q: the generator whose
+    f-divergence, the integral of q f(p / q), is the reverse KL, KL(q || p).
+
+    Any f(u) = -log u + c (u - 1) is right: the term c (u - 1) integrates to c (1 - 1) = 0 against q."""
+    for p, q, dx in _f_grids():
+        for pair, a, b in (("p, q", p, q), ("q, p", q, p)):
+            u = a / b
+            out = _attempt(fn, (u.copy(),), f"a NumPy array u of {u.size} positive ratios p / q", _NUMPY)
+            vals = as_array(out)
+            if vals.shape != u.shape:
+                return False, (f"return f(u) at every ratio, an array of the shape of u {u.shape}; you returned "
+                               f"shape {vals.shape}")
+            got = float(np.sum(b * vals) * dx)
+            want = float(np.sum(b * np.log(b / a)) * dx)              # KL(second || first), directly
+            if math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
+                continue
+            where = f"on ({pair}), {a.size} grid points, the integral of q f(p / q) with your f is {got:.6g}, "
+            near = lambda v, got=got: math.isclose(got, float(v), rel_tol=1e-6, abs_tol=1e-9)  # noqa: E731
+            forward = float(np.sum(a * np.log(a / b)) * dx)
+            hint = ""
+            if near(forward):
+                hint = (" That is the forward KL(p || q): u log u is the generator of KL(p || q). Write KL(q || p) "
+                        "as an integral against q and express its integrand through u = p / q.")
+            elif near(-want):
+                hint = (" That is minus the reverse KL: the sign is flipped (log(q / p) = -log u), so your f is "
+                        "concave and the 'divergence' comes out negative.")
+            elif near(-forward):
+                hint = (" That is minus the forward KL: -u log u is concave; a generator must be convex with "
+                        "f(1) = 0. Start from q log(q / p) and write q / p through u.")
+            elif near(float(np.sum(b * (b / a) * np.log(b / a)) * dx)):
+                hint = (" Your f treats u as q / p: the template always feeds f the ratio p / q (first over "
+                        "second), so q / p = 1 / u.")
+            elif abs(float(as_array(_attempt(fn, (np.ones(3),), "u = np.ones(3)", _NUMPY)).ravel()[0])) > 1e-9:
+                hint = " A generator needs f(1) = 0, so that D_f(p || p) = 0; yours is not 0 at u = 1."
+            return False, f"{where}but KL(q || p) is {want:.6g}.{hint}"
+    return True, ("f(u) = -log u: KL(q || p) = integral of q log(q / p) = integral of q (-log(p / q)). Reverse KL "
+                  "is an f-divergence too, with f(u) = -log u (convex, f(1) = 0).")
+
+
+# -- 7. the Fisher divergence of two Gaussians (derivation; checked against Monte Carlo in the chapter) ---------
+def _gauss_fisher(m1: float, s1: float, m2: float, s2: float) -> float:
+    return (s1 / s2 ** 2 - 1 / s1) ** 2 + (m1 - m2) ** 2 / s2 ** 4
+
+
+@checker("gaussian_fisher", "01")
+def check_gaussian_fisher(fn: Any) -> tuple[bool, str]:
+    """fn(m1, s1, m2, s2) -> D_F(p || q) = E_{x ~ p} (d/dx log p - d/dx log q)^2 for p = N(m1, s1^2) and
+    q = N(m2, s2^2) in 1D: one number, in closed form."""
+    for m1, s1, m2, s2 in ((0.0, 1.0, 1.0, 2.0), (0.5, 0.7, -1.0, 1.3), (2.0, 1.5, 2.0, 0.5), (1.0, 0.8, -0.5, 0.8)):
+        args = (m1, s1, m2, s2)
+        got = as_scalar(_attempt(fn, args, f"m1={m1}, s1={s1}, m2={m2}, s2={s2} (floats)",
+                                 "the arguments are floats; use math or plain arithmetic."), "one number")
+        want = _gauss_fisher(*args)
+        if math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
+            continue
+        near = lambda v, got=got: math.isclose(got, float(v), rel_tol=1e-6, abs_tol=1e-9)  # noqa: E731
+        hint = ""
+        if near((m1 - m2) ** 2 / s2 ** 4) and not near(want):
+            hint = (" Only the means' term: the widths count too. Even with equal means the two scores have "
+                    "different slopes, -1/s1^2 and -1/s2^2, and x ~ p spreads by s1.")
+        elif near(_gauss_fisher(m2, s2, m1, s1)):
+            hint = " That is D_F(q || p): average under p, the FIRST Gaussian, x = m1 + s1 z."
+        elif near(0.5 * want):
+            hint = " No 1/2: the divergence is E(s_p - s_q)^2 (score-matching losses carry a 1/2, the divergence does not)."
+        elif near((s1 / s2 ** 2 - 1 / s1) ** 2 + (m1 - m2) ** 2 / s2 ** 2):
+            hint = (" The means' term: the score of q is -(x - m2) / s2^2, so a shift of the mean enters divided by "
+                    "the variance s2^2, and squared: s2^4.")
+        elif near((1 / s2 ** 2 - 1 / s1 ** 2) ** 2 + (m1 - m2) ** 2 / s2 ** 4) or near(
+                (s1 / s2 - 1 / s1) ** 2 + (m1 - m2) ** 2 / s2 ** 4):
+            hint = (" The widths' term: with x = m1 + s1 z the score difference has a z-coefficient "
+                    "s1 / s2^2 - 1 / s1, and E z^2 = 1.")
+        return False, f"for p = N({m1}, {s1}^2), q = N({m2}, {s2}^2) you gave {got:.6g} but D_F is {want:.6g}.{hint}"
+    return True, ("D_F = (s1 / s2^2 - 1 / s1)^2 + (m1 - m2)^2 / s2^4: zero only when the Gaussians are equal, "
+                  "and free of both normalisers.")
+
+
 # -- the Gaussian score (kept from an earlier version of the chapter) -------------------------------------------
 @checker("gaussian_score", "01")
 def check_gaussian_score(fn: Any) -> tuple[bool, str]:
@@ -539,6 +623,8 @@ REFERENCES: dict[str, Any] = {
     "optimal_discriminator": lambda p, q: p / (p + q),
     "energy_score": _energy_score,
     "fisher_divergence": _fisher,
+    "reverse_kl_generator": _f_reverse,
+    "gaussian_fisher": _gauss_fisher,
 }
 
 

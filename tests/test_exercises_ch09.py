@@ -73,7 +73,7 @@ SOLUTIONS = {
     "phi_2": phi2,
     "edm_contraction": lambda s, t: t / s,
     "order_prediction": "b",
-    "heun_step": heun,
+    "heun_data_end": heun,
 }
 
 WRONG = [
@@ -102,10 +102,10 @@ WRONG = [
     ("order_prediction", "a", ["recorded 'a'", "first order"]),
     ("order_prediction", "c", ["recorded 'c'", "third order"]),
     ("order_prediction", "4x", ["one of the letters"]),
-    ("heun_step", lambda *a: heun(*a, zero_at_0=True), ["zero at t = 0", "order 1.0"]),
-    ("heun_step", lambda *a: heun(*a, corrector_at_s=True), ["END time t"]),
-    ("heun_step", lambda *a: heun(*a, no_half=True), ["Average the two slopes"]),
-    ("heun_step", lambda m, x, s, t: x + (t - s) * m.predict(x, s, "velocity"), ["That is Euler"]),
+    ("heun_data_end", lambda *a: heun(*a, zero_at_0=True), ["zero at t = 0", "order 1.0"]),
+    ("heun_data_end", lambda *a: heun(*a, corrector_at_s=True), ["END time t"]),
+    ("heun_data_end", lambda *a: heun(*a, no_half=True), ["Average the two slopes"]),
+    ("heun_data_end", lambda m, x, s, t: x + (t - s) * m.predict(x, s, "velocity"), ["That is Euler"]),
 ]
 
 
@@ -114,7 +114,7 @@ globals().update(chapter_suite("09", SOLUTIONS, WRONG, None))
 
 def test_heun_check_accepts_the_other_fix(capsys):
     """An Euler last step also restores second order (its O(h^2) local error stays O(h^2) globally)."""
-    assert dl.exercises.check_heun_step(heun_euler_last)
+    assert dl.exercises.check_heun_data_end(heun_euler_last)
     assert "order" in capsys.readouterr().out
 
 

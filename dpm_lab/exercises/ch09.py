@@ -4,7 +4,7 @@ Kinds: implement-and-reuse (dpm_solver_2: one noise-form step; dpmpp_2m: one dat
 cells run whole samplers with the learner's step and measure its order), derivations checked numerically
 (phi_2, the second exponential-integrator weight, and edm_contraction, the DDIM residual factor under EDM),
 a prediction (order_prediction: how much DPM-Solver++(2M) gains when the NFE doubles), and a find-the-bug
-built from a published Euler-vs-Heun widget that set the velocity at the data end to zero (heun_step).
+built from a published Euler-vs-Heun widget that set the velocity at the data end to zero (heun_data_end).
 `use(name, answer)` returns the learner's function when it answers, else the package's version with a note.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..utils import randn
 from ._base import WrongAnswer, as_array, as_scalar, call, checker, close, fmt, make_use
 
 __all__ = ["check_dpm_solver_2", "check_dpmpp_2m", "check_phi_2", "check_edm_contraction", "check_order_prediction",
-           "check_heun_step", "run_singlestep", "run_2m", "heun_run"]
+           "check_heun_data_end", "run_singlestep", "run_2m", "heun_run"]
 
 # a 3-D mixture (D = 3, B = 5: no accidental broadcast) whose exact fields answer the model calls of the checks
 _MIX3 = GaussianMixture([0.5, 0.3, 0.2], [[1.0, -0.5, 0.3], [-1.2, 0.4, 0.8], [0.2, 1.1, -1.0]], stds=[0.3, 0.5, 0.2])
@@ -291,8 +291,8 @@ def _heun_widget(model, x, s, t):
     return x + 0.5 * (t - s) * (v1 + v2)
 
 
-@checker("heun_step", "09")
-def check_heun_step(fn: Any) -> tuple[bool, str]:
+@checker("heun_data_end", "09")
+def check_heun_data_end(fn: Any) -> tuple[bool, str]:
     """fn(model, x (B, D), s, t) -> x_t: one Heun step of the PF-ODE from s down to t < s, t = 0 allowed; a run of
     such steps from t = 1 to t = 0 must be second order."""
     model = _MIX3.model(RectifiedFlow())
@@ -332,6 +332,6 @@ def check_heun_step(fn: Any) -> tuple[bool, str]:
 
 # -- the package's versions the later cells fall back on -------------------------------------------------------------
 _REFERENCES: dict[str, Callable] = {"dpm_solver_2": _dpm_solver_2, "dpmpp_2m": _dpmpp_2m, "phi_2": _phi_2,
-                                    "edm_contraction": lambda s, t: t / s, "heun_step": _heun_step}
+                                    "edm_contraction": lambda s, t: t / s, "heun_data_end": _heun_step}
 
 use = make_use(_REFERENCES)   # use(name, answer): the learner's function, or the package's while a stub

@@ -1,9 +1,9 @@
 """Chapter 08 (guidance and inverse problems): the checks of §8.1-8.4 and the package's versions later cells use.
 
 Kinds: implement-and-reuse (tilted_logp: later cells build the tilted density's grid law from it; dps_guidance:
-later cells sample with it), derivations checked numerically (posterior_weights of a component given a
-measurement; classifier_gradient, Bayes' rule for the classifier's gradient), a prediction (tilted_prediction:
-does CFG with omega = 3 sample the tilted density?) and a find-the-bug (cfg_port: a guidance line ported from a
+later cells sample with it), derivations checked numerically (measurement_posterior_weights: the posterior
+weight of a component given a measurement; classifier_gradient, Bayes' rule for the classifier's gradient), a
+prediction (tilted_prediction: does CFG with omega = 3 sample the tilted density?) and a find-the-bug (cfg_port: a guidance line ported from a
 code base that writes the weight as w = omega - 1).
 Course convention: t = 0 data, x_t = alpha_t x0 + sigma_t eps; guidance weight omega as in the book (1 = conditional).
 """
@@ -21,9 +21,9 @@ from ..schedules import VPLinear
 from ..utils import randn
 from ._base import WrongAnswer, as_array, call, checker, close, fmt, make_use
 
-__all__ = ["check_tilted_logp", "check_dps_guidance", "check_posterior_weights", "check_classifier_gradient",
-           "check_tilted_prediction", "check_cfg_port", "use", "grid_law", "dps_model", "TILTED_CHOICES",
-           "ported_cfg", "cfg_model"]
+__all__ = ["check_tilted_logp", "check_dps_guidance", "check_measurement_posterior_weights",
+           "check_classifier_gradient", "check_tilted_prediction", "check_cfg_port", "use", "grid_law", "dps_model",
+           "TILTED_CHOICES", "ported_cfg", "cfg_model"]
 
 _VP = VPLinear()
 _MIX3 = GaussianMixture([0.5, 0.3, 0.2], [[-1.0, 0.5, 0.2], [1.5, 1.0, -0.3], [0.5, -1.5, 0.8]],
@@ -146,8 +146,8 @@ def _weights(w, mu, y, A, covs):
     return torch.softmax(lw, 0), lw
 
 
-@checker("posterior_weights", "08")
-def check_posterior_weights(fn: Any) -> tuple[bool, str]:
+@checker("measurement_posterior_weights", "08")
+def check_measurement_posterior_weights(fn: Any) -> tuple[bool, str]:
     """fn(w (K,), mu (K, D), S (K, D, D), A (M, D), y (M,), sigma_y) -> (K,) p(component k | y)."""
     g = torch.Generator().manual_seed(84)
     cases = []

@@ -6,7 +6,9 @@
 
 Peak memory is the kernel process's maximum resident set size (resource.getrusage inside the
 kernel, read by one extra cell appended to an in-memory copy), so it counts the chapter's own
-work, not this driver. Wall time includes kernel start-up. Nothing is written to the chapters.
+work, not this driver. Wall time includes kernel start-up. The kernel's CPU time (user + system) is printed
+beside it: on a busy machine the wall time grows with the load while the CPU time of these one-thread
+runs stays close to what an idle machine takes (kernel start-up excluded). Nothing is written to the chapters.
 """
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from nbclient import NotebookClient
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MARK = "__PEAK_RSS_KB__"
 PROBE = ("import resource, sys\n"
-         "_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-         "print('" + MARK + "', _kb // 1024 if sys.platform == 'darwin' else _kb)")
+         "_ru = resource.getrusage(resource.RUSAGE_SELF)\n"
+         "_kb = _ru.ru_maxrss\n"
+         "print('" + MARK + "', _kb // 1024 if sys.platform == 'darwin' else _kb, _ru.ru_utime + _ru.ru_stime)")
 
 
 def run_chapter(path: pathlib.Path, *, student: bool = False, timeout: int = 900) -> dict:
@@ -38,7 +41,7 @@ def run_chapter(path: pathlib.Path, *, student: bool = False, timeout: int = 900
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
-    status, peak = "ok", float("nan")
+    status, peak, cpu = "ok", float("nan"), float("nan")
     try:
         client.execute()
     except Exception as exc:  # report and go on to the next chapter
@@ -47,8 +50,9 @@ def run_chapter(path: pathlib.Path, *, student: bool = False, timeout: int = 900
     for out in nb.cells[-1].get("outputs", []):
         text = out.get("text", "")
         if MARK in text:
-            peak = int(text.split(MARK)[1].split()[0]) / 1024
-    return {"chapter": path.stem, "seconds": wall, "peak_mib": peak, "status": status}
+            kb, cpu = text.split(MARK)[1].split()[:2]
+            peak, cpu = int(kb) / 1024, float(cpu)
+    return {"chapter": path.stem, "seconds": wall, "cpu": cpu, "peak_mib": peak, "status": status}
 
 
 def main(argv=None) -> int:
@@ -70,13 +74,14 @@ def main(argv=None) -> int:
         return 1
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
           f"{', student copies' if args.student else ''}")
-    print(f"{'chapter':32s} {'time (s)':>9s} {'peak RSS (MiB)':>15s}  status")
+    print(f"{'chapter':32s} {'time (s)':>9s} {'kernel CPU (s)':>15s} {'peak RSS (MiB)':>15s}  status")
     rows, failed = [], 0
     for path in paths:
         row = run_chapter(path, student=args.student, timeout=args.timeout)
         rows.append(row)
         failed += row["status"] != "ok"
-        print(f"{row['chapter']:32s} {row['seconds']:9.1f} {row['peak_mib']:15.0f}  {row['status']}", flush=True)
+        print(f"{row['chapter']:32s} {row['seconds']:9.1f} {row['cpu']:15.1f} {row['peak_mib']:15.0f}  {row['status']}",
+              flush=True)
     print(f"{'total':32s} {sum(r['seconds'] for r in rows):9.1f}")
     return 1 if failed else 0
 

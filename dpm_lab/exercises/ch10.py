@@ -66,6 +66,12 @@ def check_pd_target(fn: Any) -> tuple[bool, str]:
         if close(a, (s_s * x_t - s_t * x_s) / (a_t * s_s), 1e-6, 1e-9):
             return False, ("the noise the step reuses, eps_hat = (x_s - alpha_s x~)/sigma_s, depends on x~ too; you "
                            "kept only its x_s part, so the alpha_s sigma_t term is missing from the denominator.")
+        if close(a, (s_t * x_t - s_s * x_s) / (a_t * s_s - a_s * s_t), 1e-6, 1e-9):
+            return False, (f"the two sigmas in the numerator are swapped at {where}: x_t carries the weight of the "
+                           "START time's noise level and x_s that of the END time's (write the step and collect x~).")
+        if close(a, (s_s * x_t - s_t * x_s) / (a_t * s_s + a_s * s_t), 1e-6, 1e-9):
+            return False, (f"the denominator has a plus where the step gives a minus at {where}: the noise estimate "
+                           "(x_s - alpha_s x~)/sigma_s SUBTRACTS alpha_s x~, so its part of x~'s coefficient is negative.")
         return False, f"at {where}: expected {fmt(want)}, got {fmt(got)}."
     return True, ("one DDIM step from x_s with your x~ lands on x_t exactly, under VP and on the flow path "
                   "(also from s = 1, where alpha_s = 0).")
@@ -151,23 +157,29 @@ def check_gaussian_vsd_grad(fn: Any) -> tuple[bool, str]:
 
 
 # -- 4. where does SDS take a point (predict-then-run) ----------------------------------------------------------------------
-_WHY4 = ("SDS moves each point along E_t[eps_real(x_t) - eps]: with no fake score nothing keeps points apart, so each "
-         "one climbs the noise-averaged density from where it starts and stops at a single point in its own sector: "
-         "the run below collapses every start to one point, one mode per start, never the mode's spread.")
+_WHY4 = ("SDS moves each point along E_t[eps_real(x_t) - eps]: the Dirac's own term averages to zero, so each point "
+         "climbs the teacher's density, averaged over the noise levels, from where it starts. Nothing couples the "
+         "points, so each stays in its own sector. At high noise the eight modes have merged into one blob around "
+         "the origin, and averaging in those levels pulls the stopping point inward: short of the mode centre "
+         "(radius about 1.4 here, not 2). Cutting the high noise levels (the run below) moves it out.")
+_HINT4 = {"a": ("nothing pulls the points toward each other: each moves by the teacher's noise-averaged score at its "
+                "OWN position, which points into its own sector; they end in three different directions. "),
+          "b": ("the points do not reach the mode centres: averaging over noise levels includes high noise, where the "
+                "modes have merged into one blob around the origin, and that pull moves the stopping point inward. ")}
 
 
 @checker("sds_modes", "10")
 def check_sds_modes(answer: Any) -> tuple[bool, str]:
-    """answer: 'a' (all points meet at one place), 'b' (each point collapses onto one point in the direction of
-    the mode of its own sector) or 'c' (the points spread out to cover the modes with their width): what SDS
-    does to three single points started in different sectors of the eight-Gaussian mixture."""
+    """answer: 'a' (all three points meet at one place), 'b' (each stops at a single point in its own sector, at the
+    mode's centre, radius 2) or 'c' (each stops at a single point in its own sector, short of the mode's centre,
+    radius below 2): where SDS with t over [0.02, 0.98] takes three single points of the eight-Gaussian mixture."""
     got = call(answer)
     key = str(got).strip().strip("()").strip().lower() if isinstance(got, str) else None
     if key not in ("a", "b", "c"):
         raise WrongAnswer(f"answer with one of the letters 'a', 'b' or 'c' (you gave {got!r})")
-    if key == "b":
-        return True, "right: (b). " + _WHY4
-    return False, f"recorded {key!r}; the run below says (b). " + _WHY4
+    if key == "c":
+        return True, "right: (c). " + _WHY4
+    return False, f"recorded {key!r}; the run below says (c): " + _HINT4[key] + _WHY4
 
 
 # -- 5. the PD target from the wrong network (find-the-bug) -----------------------------------------------------------------

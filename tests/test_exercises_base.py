@@ -167,3 +167,12 @@ def test_make_use_falls_back_while_a_stub_and_names_the_exercises():
     with pytest.raises(ValueError, match="no package version for 'half'; names: double"):
         use("half", None)
     assert "Names: double." in use.__doc__
+
+
+def test_a_check_name_belongs_to_one_chapter():
+    from dpm_lab.exercises._base import EXERCISES, checker
+    name, (chapter, _) = next(iter(EXERCISES.items()))
+    other = "99" if chapter != "99" else "98"
+    with pytest.raises(ValueError, match="already chapter"):
+        checker(name, other)
+    assert EXERCISES[name][0] == chapter                       # the first registration stands

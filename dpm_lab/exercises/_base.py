@@ -109,6 +109,11 @@ def checker(name: str, chapter: str) -> Callable[[Callable[..., tuple[bool, str]
     may raise WrongAnswer(message) to fail early (an answer of the wrong kind or shape).
     """
 
+    if name in EXERCISES and EXERCISES[name][0] != chapter:
+        # one registry key per check: dl.exercises.check_<name> and the grader must find the right chapter's
+        raise ValueError(f"check name {name!r} of chapter {chapter} is already chapter {EXERCISES[name][0]}'s; "
+                         "choose another name")
+
     def wrap(body: Callable[..., tuple[bool, str]]) -> Check:
         def check(answer: Any = None, *args: Any, **kwargs: Any) -> bool:
             status, line = _outcome(name, body, (answer, *args), kwargs)

@@ -42,6 +42,10 @@ def gamma_step(G, x, s, t, gamma, z, *, kind="right"):
         return G(x, s, tt) + gamma * t * z
     if kind == "unitnoise":
         return (1 - t) / (1 - tt) * G(x, s, tt) + gamma * z
+    if kind == "ve_scaled":
+        return (1 - t) / (1 - k * t) * G(x, s, k * t) + gamma * t * z
+    if kind == "tilde_noise":
+        return (1 - t) / (1 - tt) * G(x, s, tt) + gamma * tt * z
     if kind == "keptnoise":
         return (1 - t) / (1 - tt) * G(x, s, tt) + k * t * z
     return (1 - t) / (1 - tt) * G(x, s, tt) + gamma * t * z
@@ -70,6 +74,10 @@ WRONG = [
     ("gamma_sampling_step", lambda *a: gamma_step(*a, kind="noscale"), ["alpha_t / alpha_t~"]),
     ("gamma_sampling_step", lambda *a: gamma_step(*a, kind="unitnoise"), ["gamma sigma_t z"]),
     ("gamma_sampling_step", lambda *a: gamma_step(*a, kind="keptnoise"), ["sqrt(1 - gamma^2) t"]),
+    ("gamma_sampling_step", lambda *a: gamma_step(*a, kind="ve_scaled"), ["ratio t~/(1 - t~)"]),
+    ("gamma_sampling_step", lambda *a: gamma_step(*a, kind="tilde_noise"), ["intermediate time t~"]),
+    ("cm_coeffs", lambda s, sd: (cm_coeffs(s, sd)[0], cm_coeffs(s, sd)[1] * (1 - s)), ["factor alpha_s"]),
+    ("cm_coeffs", lambda s, sd: (cm_coeffs(s, sd)[0], sd * s / (s ** 2 + sd ** 2 * (1 - s) ** 2)), ["square root"]),
     ("multistep_cm", "a", ["recorded 'a'"]),
     ("multistep_cm", "c", ["one of the letters"]),
     ("multistep_cm", 8, ["one of the letters"]),

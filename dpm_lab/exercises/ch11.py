@@ -93,6 +93,12 @@ def check_cm_coeffs(fn: Any) -> tuple[bool, str]:
                            "ratio is r = s / (1 - s).")
         if not (math.isfinite(cs[-1]) and math.isfinite(co[-1])):
             return False, "at s = 1 (alpha = 0) your coefficients are not finite: multiply through by alpha_s."
+        if close(cs, want[0]) and close(co[1:4], (sd * s * (1 - s) / torch.sqrt(s ** 2 + sd ** 2 * (1 - s) ** 2))[1:4]):
+            return False, ("c_skip is right; c_out still carries a factor alpha_s = 1 - s. EDM's c_out multiplies the "
+                           "network output, which is not divided by alpha_s: only the x / alpha_s in c_skip changes.")
+        if close(cs, want[0]) and close(co[1:4], (sd * s / (s ** 2 + sd ** 2 * (1 - s) ** 2))[1:4]):
+            return False, ("c_skip is right; c_out is missing a square root: EDM's out is sigma_d r / sqrt(r^2 + sigma_d^2), "
+                           "so after multiplying through by alpha_s the denominator is a square root.")
         return False, (f"for sigma_data = {sd}: expected c_skip {fmt(want[0])}, c_out {fmt(want[1])}; got "
                        f"{fmt(got[0])}, {fmt(got[1])}.")
     return True, "c_skip, c_out match at sigma_data = 1 and 0.5, with f(x, 0) = x and finite values at s = 1."
@@ -131,7 +137,14 @@ def check_gamma_sampling_step(fn: Any) -> tuple[bool, str]:
                            "VE form of §11.4.4. On the linear path the data are scaled by 1 - t: jump to the time whose "
                            "noise-to-signal ratio t/(1 - t) is sqrt(1 - gamma^2) times that of t, and scale by "
                            "alpha_t / alpha_t~ before adding noise.")
+        if 0 < gamma < 1 and close(a, (1 - t) / (1 - k * t) * _demo_map(x, s, k * t) + gamma * t * z, 1e-5, 1e-7):
+            return False, (f"at gamma = {gamma}: the scaling is right but you jumped to t~ = sqrt(1 - gamma^2) t, the VE "
+                           "rule: on the linear path it is the ratio t~/(1 - t~), not t~ itself, that shrinks by "
+                           "sqrt(1 - gamma^2).")
         tt = _tilde(t, gamma)
+        if 0 < gamma < 1 and close(a, (1 - t) / (1 - tt) * _demo_map(x, s, tt) + gamma * tt * z, 1e-5, 1e-7):
+            return False, (f"at gamma = {gamma}: the noise is scaled to the intermediate time t~; the kernel from t~ to t "
+                           "must bring the noise up to the level of t: work out sigma_t^2 - (alpha_t/alpha_t~)^2 sigma_t~^2.")
         if close(a, _demo_map(x, s, tt) + gamma * t * z, 1e-5, 1e-7):
             return False, (f"at gamma = {gamma}: the jump time is right but the re-noise forgets the signal scale: "
                            "the forward kernel from t~ to t multiplies by alpha_t / alpha_t~ = (1 - t)/(1 - t~).")

@@ -113,8 +113,16 @@ class FlowMapExplorer(Explorer):
         for artist, key in ((self._xs, "x_s"), (self._or, "oracle"), (self._le, "learned"), (self._one, "one_jump"),
                             (self._two, "two_jump")):
             artist.set_offsets(viz.to_numpy(data[key]))
-        self._titles[0].set_text(f"mean |G - \u03a8| = {data['err']:.3f} (learned: NFE {values['nfe']})")
-        self._titles[1].set_text(f"semigroup violation {data['violation']:.3f}")
+        cm = self.students[values["method"]].param == "cm"
+        if cm and values["nfe"] > 1:       # re-noising draws fresh noise: a sample no longer pairs with its Psi
+            self._titles[0].set_text(f"CM, NFE {values['nfe']}: re-noised, so points no longer pair with \u03a8; "
+                                     "compare the clouds")
+        else:
+            self._titles[0].set_text(f"mean |G - \u03a8| = {data['err']:.3f} (learned: NFE {values['nfe']})")
+        if cm and values["t"] < values["u"] < values["s"]:
+            self._titles[1].set_text(f"CM via u re-noises (not a semigroup test): {data['violation']:.3f}")
+        else:
+            self._titles[1].set_text(f"semigroup violation {data['violation']:.3f}")
         self._sup.set_text(f"{values['method']}: s = {values['s']:.2f} \u2192 t = {values['t']:.2f} "
                            f"(via u = {values['u']:.2f}), eight Gaussians")
 
@@ -176,4 +184,5 @@ class GammaSamplingExplorer(Explorer):
             self._setup()
         self._pts.set_offsets(viz.to_numpy(data["samples"]))
         self._title.set_text(f"{values['method']}, \u03b3 = {values['gamma']:.1f}, {values['steps']} steps: "
-                             f"W2 = {data['w2'] / data['floor']:.2f} x floor (n = {self.n})")
+                             f"W2 = {data['w2'] / data['floor']:.2f} x floor (n = {self.n})"
+                             + ("\n(one step ends at t = 0: \u03b3 acts only between steps)" if values["steps"] == 1 else ""))

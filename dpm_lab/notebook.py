@@ -62,8 +62,23 @@ def choose_threads(verbose: bool = False) -> int:
     return n
 
 
+def _inline_figures() -> bool:
+    """In a Jupyter kernel, draw figures inline whatever $MPLBACKEND says (a non-interactive backend such as
+    Agg, set for test runs, would make every plt.show() a silent no-op and the stored notebook lose its
+    figures).  Returns True when the inline backend was switched on."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    if ip is None or type(ip).__name__ != "ZMQInteractiveShell":
+        return False
+    ip.run_line_magic("matplotlib", "inline")
+    return True
+
+
 def setup_notebook(seed_value: int = 0, *, threads: bool = True, verbose: bool = True) -> dict[str, object]:
-    """One call at the top of every chapter: seed, pick threads, set plotting defaults.
+    """One call at the top of every chapter: seed, pick threads, inline figures, set plotting defaults.
 
     Args:
         seed_value: seed for Python, NumPy and torch's global generators (`dl.seed`).
@@ -73,6 +88,7 @@ def setup_notebook(seed_value: int = 0, *, threads: bool = True, verbose: bool =
     """
     import matplotlib
 
+    _inline_figures()
     seed(seed_value)
     n = choose_threads() if threads else torch.get_num_threads()
     matplotlib.rcParams.update({"figure.dpi": 80, "axes.grid": True, "grid.alpha": 0.3,

@@ -68,3 +68,16 @@ def test_setup_notebook_quiet_and_without_threads(monkeypatch, capsys):
     torch.set_num_threads(2)
     assert dl.setup_notebook(0, threads=False, verbose=False)["threads"] == 2
     assert capsys.readouterr().out == ""
+
+
+def test_figures_are_inline_in_a_kernel_whatever_mplbackend_says(monkeypatch):
+    import IPython
+
+    from dpm_lab import notebook
+
+    calls = []
+    ZMQInteractiveShell = type("ZMQInteractiveShell", (), {"run_line_magic": lambda self, *a: calls.append(a)})
+    monkeypatch.setattr(IPython, "get_ipython", lambda: ZMQInteractiveShell())
+    assert notebook._inline_figures() and calls == [("matplotlib", "inline")]
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)        # a plain script: nothing changes
+    assert not notebook._inline_figures()

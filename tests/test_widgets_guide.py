@@ -67,3 +67,8 @@ def test_inverse_every_control_changes_the_picture(ix):
         ix.update(**change)
         assert ix.png() != base
         base = ix.png()
+    # the exact posterior has no guidance scale: the title says so instead of leaving a control that does nothing
+    ix.update(method="exact posterior", scale=1.0)
+    base = ix.png()
+    ix.update(scale=2.0)
+    assert "scale unused" in ix._title.get_text() and ix.png() == base

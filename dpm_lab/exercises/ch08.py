@@ -57,6 +57,10 @@ def check_tilted_logp(fn: Any) -> tuple[bool, str]:
             a = torch.as_tensor(as_array(got))
             if close(a - a[0], want - want[0], 1e-6, 1e-8):          # equal up to an additive constant
                 continue
+            if not torch.isfinite(a).all():
+                return False, (f"your log density is not finite for c = {c}, omega = {omega}: for omega > 1 the weight "
+                               "1 - omega is negative, so a weighted SUM of densities can go negative. The tilted "
+                               "density is a product of powers; its log is a weighted sum of log densities.")
             lc, lu = mix.log_prob(x, c=c), mix.log_prob(x)
             for wrong, hint in (
                     (omega * lc + lu, "the unconditional factor has exponent 1 - omega, not 1: at omega = 1 the "
@@ -116,6 +120,10 @@ def check_dps_guidance(fn: Any) -> tuple[bool, str]:
                            "-||y - A x0_hat||^2 / (2 sigma_y^2), which points toward agreement with y.")
         if close(a, as_array(want) * sy ** 2, 1e-5, 1e-7) or close(a, as_array(want) * sy, 1e-5, 1e-7):
             return False, "the scale is missing: the Gaussian likelihood divides the squared residual by sigma_y^2."
+        if close(a, as_array(want) / y.numel(), 1e-5, 1e-7) or close(a, as_array(want) / (y.numel() * x.shape[0]),
+                                                                       1e-5, 1e-7):
+            return False, ("you averaged the squared residual: the log-likelihood SUMS over the measured entries (and "
+                           "each sample's gradient must not shrink with the batch size), so use .sum(), not .mean().")
         if close(a, as_array(want) / 2, 1e-5, 1e-7) or close(a, as_array(want) * 2, 1e-5, 1e-7):
             return False, "off by a factor 2: the gradient of ||r||^2 / (2 sigma_y^2) has no leftover 2."
         return False, f"in {x.shape[1]}-D at t = {t}: expected {fmt(want)}, got {fmt(got)}."
@@ -174,6 +182,11 @@ def check_measurement_posterior_weights(fn: Any) -> tuple[bool, str]:
                            "has covariance A S_k A^T + sigma_y^2 I, not sigma_y^2 I alone.")
         if close(a, no_noise, 1e-6, 1e-9):
             return False, "the measurement noise is missing from the evidence covariance: add sigma_y^2 I."
+        if close(a, torch.log(want), 1e-6, 1e-9):
+            return False, "those are the LOG posterior weights: return the probabilities themselves (they sum to 1)."
+        if close(a, w, 1e-6, 1e-9):
+            return False, ("those are the prior weights w_k: the measurement must re-weight each component by how "
+                           "well it explains y (its evidence).")
         if close(a, raw.exp(), 1e-6, 1e-9) or close(a, raw, 1e-6, 1e-9):
             return False, "normalise: the posterior weights are probabilities over the components and sum to 1."
         if close(a, torch.softmax(torch.stack([_log_normal(y, A @ mu[k], A @ S[k] @ A.T + sy ** 2 * I)
@@ -201,6 +214,12 @@ def check_classifier_gradient(fn: Any) -> tuple[bool, str]:
             sc, su = mix.score(x, t, _VP, c=c), mix.score(x, t, _VP)
             if close(a, su - sc, 1e-6, 1e-8):
                 return False, "the sign is flipped: log p(c | x) = log p(x | c) - log p(x) + log p(c)."
+            if close(a, sc + su, 1e-6, 1e-8):
+                return False, ("the unconditional score enters with a minus sign: "
+                               "log p(c | x) = log p(x | c) - log p(x) + const.")
+            if close(a, su, 1e-6, 1e-8):
+                return False, ("that is the unconditional score; the classifier's gradient is the DIFFERENCE between "
+                               "the conditional and the unconditional scores.")
             if close(a, sc, 1e-6, 1e-8):
                 return False, ("that is the conditional score itself; the classifier's gradient is what the "
                                "condition adds to the unconditional score.")
@@ -230,13 +249,13 @@ def check_tilted_prediction(answer: Any) -> tuple[bool, str]:
     if a == "d":
         return True, ("recorded 'd'. The guided score is omega s(x_t | c) + (1 - omega) s(x_t), a mixture of scores at "
                       "every t, and the path of tilted densities p_t(x|c)^omega p_t(x)^(1-omega)/Z_t does not solve the "
-                      "forward equation with it (§8.2's remark): the next cell measures the gap.")
+                      "forward equation with it (§8.1's remark): the cells below measure the gap.")
     hints = {"a": ("recorded 'a'. The guided score equals the tilted density's score at each t separately, but the "
-                   "family of tilted p_t is not carried by the PF-ODE of those scores: the end law differs (next cell)."),
-             "b": ("recorded 'b'. The gap is not a discretisation error: the next cell runs 200 steps and the exact "
-                   "solver and still finds it, far above the floor."),
+                   "family of tilted p_t is not carried by the PF-ODE of those scores: the end law differs (measured below)."),
+             "b": ("recorded 'b'. The gap is not a discretisation error: a cell below runs an accurate solver with "
+                   "200 steps and still finds it, far above the floor."),
              "c": ("recorded 'c'. At omega = 1 that is true, but omega = 3 changes the field itself: the samples move "
-                   "toward where p(c | x) is high, and the spread falls (next cell).")}
+                   "toward where p(c | x) is high, and the spread falls (measured below).")}
     return False, hints[a]
 
 
@@ -265,6 +284,9 @@ def check_cfg_port(fn: Any) -> tuple[bool, str]:
             if close(a, eu + (omega - 1) * (ec - eu)):
                 return False, ("you wrote w = omega - 1 but kept the unconditional base; in that form the base is the "
                                "conditional prediction: eps_c + (omega - 1)(eps_c - eps_u).")
+            if omega != 0.5 and close(a, omega * (ec + eu)):
+                return False, ("both predictions got the weight omega: the two weights must sum to one (omega = 0 must "
+                               "give eps_u itself).")
             if close(a, omega * eu + (1 - omega) * ec):
                 return False, "the roles are swapped: omega multiplies the CONDITIONAL prediction."
             if close(a, ec + (omega + 1) * (ec - eu)):

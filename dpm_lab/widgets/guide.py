@@ -53,7 +53,7 @@ class GuidanceExplorer(Explorer):
     clear_axes = False
     figsize = (11.0, 4.0)
     axes_grid = (1, 3)
-    margins = {"left": 0.04, "right": 0.99, "bottom": 0.08, "top": 0.8, "wspace": 0.12}
+    margins = {"left": 0.04, "right": 0.99, "bottom": 0.11, "top": 0.8, "wspace": 0.12}
 
     def __init__(self, *, n: int = 600, nfe: int = 20, digits: dict | None = None, omegas=OMEGAS, seed: int = 0,
                  **initial: Any) -> None:
@@ -117,6 +117,8 @@ class GuidanceExplorer(Explorer):
             sc.set_offsets(x)
         if data["digits"] is not None:
             self._dig.set_data(_tile(viz.to_numpy(data["digits"]), 4))
+        else:
+            self.fig.axes[2].set_title("no digit bank given (digits=None)", fontsize=9)
         where = "only for \u03bb in [{:g}, {:g}]".format(*guide.INTERVAL) if data["interval"] else "at every t"
         self._title.set_text(
             f"CFG \u03c9 = {data['omega']:g} {where}, class {data['c']}:  TV(samples, tilted) = {data['tv']:.3f} "
@@ -191,6 +193,7 @@ class InverseExplorer(Explorer):
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("x\u2081", fontsize=8)
             ax.tick_params(labelsize=7)
+        self.fig.axes[0].set_ylabel("x\u2082", fontsize=8)
         self._line = self.animated(self.fig.axes[0].plot([], [], color="C0", lw=1.5, label="A x = y")[0])
         self._mean = self.animated(self.fig.axes[1].scatter([np.nan], [np.nan], marker="x", s=60, color="C0",
                                                             label="exact posterior mean", zorder=5))
@@ -222,6 +225,7 @@ class InverseExplorer(Explorer):
             self._line.set_marker("")
         w, tw = viz.to_numpy(data["weights"]), viz.to_numpy(data["true_weights"])
         modes = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(w, tw))
-        self._title.set_text(f"{values['method']} on '{values['task']}', scale {values['scale']:g}, "
+        scale = ("scale unused (exact)" if values["method"] == "exact posterior" else f"scale {values['scale']:g}")
+        self._title.set_text(f"{values['method']} on '{values['task']}', {scale}, "
                              f"NFE {values['nfe']}:  |mean - exact mean| = {data['mean_err']:.3f} "
                              f"(MC error {data['mc_err']:.3f})\nmode weights sampled/exact: {modes}")

@@ -104,3 +104,14 @@ def test_anatomy_step_range_follows_n_and_every_control_changes_the_picture(anat
 def test_lab_helpers():
     assert ws.lab_mixture().dim == 2 and set(ws.lab_schedules()) == {"VP", "EDM", "flow"}
     assert set(ws.__all__) <= set(dl.widgets.__all__)
+
+
+def test_anatomy_update_sets_n_and_a_step_beyond_the_old_range_together(anatomy):
+    anatomy.update(n=4, step=3)
+    d = anatomy.update(n=8, step=5)                       # step 5 is past the old range 0..3
+    assert anatomy.values["step"] == 5 and anatomy.controls["step"].max == 7
+    assert len(d["local_errors"]) == 8
+    anatomy.update(n=4)                                   # shrinking n clamps the step into 0..3
+    assert anatomy.values["step"] == 3
+    with pytest.raises(ValueError):
+        anatomy.update(n=4, step=6)

@@ -266,6 +266,13 @@ class StepAnatomyExplorer(Explorer):
                 "n": W.Dropdown(options=list(self.N_CHOICES), value=8, description="steps"),
                 "step": W.IntSlider(value=3, min=0, max=7, description="step i", continuous_update=False)}
 
+    def update(self, **values: Any) -> Any:
+        """As Explorer.update; a new n widens the step range first, so update(n=8, step=5) works from n = 4."""
+        if values.get("n") in self.N_CHOICES:
+            with self._hold():
+                self.controls["step"].max = values["n"] - 1
+        return super().update(**values)
+
     def sync_controls(self, values: dict[str, Any]) -> None:
         w = self.controls["step"]
         w.max = values["n"] - 1

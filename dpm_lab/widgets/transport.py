@@ -82,9 +82,9 @@ class SinkhornExplorer(Explorer):
         left.add_collection(self._lines)
         self._src = self.animated(left.scatter([], [], s=18, color="C0", zorder=3, label="source x\u1d62"))
         self._tgt = self.animated(left.scatter([], [], s=18, color="C3", zorder=3, label="target y\u2c7c"))
-        self._mat = self.animated(left.imshow(np.zeros((2, 2)), extent=(-1.9, 1.9, -1.6, 1.6), cmap="Greys",
+        self._mat = self.animated(left.imshow(np.zeros((2, 2)), extent=(-2.1, 1.9, -1.6, 1.6), cmap="Greys",
                                               vmin=0, vmax=1, aspect="auto", zorder=1, visible=False))
-        left.set_xlim(-1.9, 1.9)
+        left.set_xlim(-2.1, 1.9)        # the 32- and 64-point clouds reach x = -1.96
         left.set_ylim(-1.6, 1.6)
         left.legend(loc="lower left", fontsize=7, framealpha=0.85)
         left.tick_params(labelsize=7)

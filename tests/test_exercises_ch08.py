@@ -55,6 +55,7 @@ WRONG = [
     ("tilted_logp", lambda m, x, c, o: tilted(m, x, c, o, b=-(1 - o)), "sign of the unconditional term"),
     ("tilted_logp", lambda m, x, c, o: tilted(m, x, c, o, log=False), "LOG density"),
     ("tilted_logp", lambda m, x, c, o: tilted(m, x, c, o)[:1], "shape"),
+    ("tilted_logp", lambda m, x, c, o: tilted(m, x, c, o, b=-o), "data factor p(x)"),
     ("tilted_logp", lambda m, x, c, o: torch.log(o * m.log_prob(x, c=c).exp() + (1 - o) * m.log_prob(x).exp()),
      "not finite"),
     ("dps_guidance", lambda *a: dps(*a, wrt="x0"), "with respect to x0_hat"),

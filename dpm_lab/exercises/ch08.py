@@ -47,7 +47,7 @@ def _tilted_logp(mix: GaussianMixture, x: torch.Tensor, c: int, omega: float) ->
 
 @checker("tilted_logp", "08")
 def check_tilted_logp(fn: Any) -> tuple[bool, str]:
-    """fn(mix, x (B, D), c, omega) -> (B,) log of p(x | c)^omega p(x)^(1 - omega), up to a constant."""
+    """fn(mix, x (B, D), c, omega) -> (B,) log of the tilted density p(x) p(c | x)^omega, up to a constant."""
     for mix, d in ((guide.mixture(), 2), (_MIX3, 3)):
         x = _points(81, 6, d)
         for c, omega in ((0, 3.0), (1, 0.5), (1, 1.0)):
@@ -69,6 +69,8 @@ def check_tilted_logp(fn: Any) -> tuple[bool, str]:
                     (omega * lc - (1 - omega) * lu, "the sign of the unconditional term: its exponent is 1 - omega "
                                                     "(negative for omega > 1), so it enters as + (1 - omega) log p(x)."),
                     (torch.exp(want), "return the LOG density (the grid normalises it later)."),
+                    (omega * (lc - lu), "that is log p(c | x)^omega alone (up to a constant): the tilted density keeps "
+                                        "the data factor p(x) in front."),
             ):
                 if close(a - a[0], wrong - wrong[0], 1e-6, 1e-8):
                     return False, hint
@@ -248,7 +250,7 @@ def check_tilted_prediction(answer: Any) -> tuple[bool, str]:
     a = a.strip().lower()
     if a == "d":
         return True, ("recorded 'd'. The guided score is omega s(x_t | c) + (1 - omega) s(x_t), a mixture of scores at "
-                      "every t, and the path of tilted densities p_t(x|c)^omega p_t(x)^(1-omega)/Z_t does not solve the "
+                      "every t, and the path of tilted densities p_t(x) p_t(c|x)^omega / Z_t does not solve the "
                       "forward equation with it (§8.1's remark): the cells below measure the gap.")
     hints = {"a": ("recorded 'a'. The guided score equals the tilted density's score at each t separately, but the "
                    "family of tilted p_t is not carried by the PF-ODE of those scores: the end law differs (measured below)."),

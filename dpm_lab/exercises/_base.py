@@ -136,7 +136,7 @@ def _outcome(name: str, body: Callable[..., tuple[bool, str]], args: tuple, kwar
     try:
         ok, msg = body(*args, **kwargs)
     except NotAttempted:
-        return STATUSES[2], (f"{TODO} {name}: not attempted yet. Fill in the cell above (replace `return None`) "
+        return STATUSES[2], (f"{TODO} {name}: not attempted yet. Fill in the cell above (replace its `None`) "
                              "and run this check again.")
     except WrongAnswer as wrong:
         return STATUSES[1], f"{NO} {name}: {wrong}"

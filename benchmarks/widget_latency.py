@@ -54,7 +54,19 @@ def explorers() -> dict[str, tuple[str, object]]:
             "ReflowExplorer": "dl.widgets.ReflowExplorer()",
             "FourPredictionsExplorer": "dl.widgets.FourPredictionsExplorer()",
             "WeightingExplorer": "dl.widgets.WeightingExplorer()",
-            "GammaFamilyExplorer": "dl.widgets.GammaFamilyExplorer()"}
+            "GammaFamilyExplorer": "dl.widgets.GammaFamilyExplorer()",
+            "SinkhornExplorer": "dl.widgets.SinkhornExplorer()",
+            "PFODEMapExplorer": "dl.widgets.PFODEMapExplorer()",
+            "GuidanceExplorer": "dl.widgets.GuidanceExplorer()",
+            "InverseExplorer": "dl.widgets.InverseExplorer()",
+            "SolverLab": "dl.widgets.SolverLab()",
+            "StepAnatomyExplorer": "dl.widgets.StepAnatomyExplorer()",
+            "PDRoundsExplorer": "dl.widgets.PDRoundsExplorer()",
+            "ScoreDistillExplorer": "dl.widgets.ScoreDistillExplorer()",
+            "FlowMapExplorer": "dl.widgets.FlowMapExplorer()",
+            "GammaSamplingExplorer": "dl.widgets.GammaSamplingExplorer()",
+            "CorruptionExplorer": "dl.widgets.CorruptionExplorer()",
+            "ReverseSamplingExplorer+model": "dl.widgets.ReverseSamplingExplorer(learned=dl.zoo.load('masked_chain4'))"}
     return {name: (c, eval(c, {"dl": dl})) for name, c in code.items()}  # noqa: S307 - our own constants
 
 
@@ -69,6 +81,9 @@ def sweep(w, n: int = 12) -> list:
         vals = [lo + i * step for i in idx]
         vals = [round(v, 10) if isinstance(w, W.FloatSlider) else int(v) for v in vals]
         return [v for v in vals if v != w.value] + [w.value]
+    if isinstance(w, W.SelectionSlider):
+        opts = [o[1] if isinstance(o, tuple) else o for o in w.options]
+        return [o for o in opts if o != w.value] + [w.value]
     if isinstance(w, W.SelectMultiple):
         opts = [o[1] if isinstance(o, tuple) else o for o in w.options]
         return [tuple(opts[i:i + 2]) for i in range(0, len(opts) - 1)] + [tuple(opts[:1]), w.value]

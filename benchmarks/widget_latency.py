@@ -55,14 +55,14 @@ def explorers() -> dict[str, tuple[str, object]]:
             "FourPredictionsExplorer": "dl.widgets.FourPredictionsExplorer()",
             "WeightingExplorer": "dl.widgets.WeightingExplorer()",
             "GammaFamilyExplorer": "dl.widgets.GammaFamilyExplorer()",
+            # chapter 10's two explorers take the chapter's rounds, teachers and snapshots (built in its cells):
+            # their latency is in tests/test_widgets_distill.py's and the browser tests' tables, not here
             "SinkhornExplorer": "dl.widgets.SinkhornExplorer()",
             "PFODEMapExplorer": "dl.widgets.PFODEMapExplorer()",
             "GuidanceExplorer": "dl.widgets.GuidanceExplorer()",
             "InverseExplorer": "dl.widgets.InverseExplorer()",
             "SolverLab": "dl.widgets.SolverLab()",
             "StepAnatomyExplorer": "dl.widgets.StepAnatomyExplorer()",
-            "PDRoundsExplorer": "dl.widgets.PDRoundsExplorer()",
-            "ScoreDistillExplorer": "dl.widgets.ScoreDistillExplorer()",
             "FlowMapExplorer": "dl.widgets.FlowMapExplorer()",
             "GammaSamplingExplorer": "dl.widgets.GammaSamplingExplorer()",
             "CorruptionExplorer": "dl.widgets.CorruptionExplorer()",

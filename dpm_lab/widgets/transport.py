@@ -68,7 +68,7 @@ class SinkhornExplorer(Explorer):
         return {"eps": W.SelectionSlider(options=list(EPS_GRID), value=0.5, description="\u03b5",
                                          continuous_update=False),
                 "n": W.SelectionSlider(options=list(N_GRID), value=16, description="points", continuous_update=False),
-                "view": W.ToggleButtons(options=["lines", "matrix"], value="lines", description="plan as")}
+                "view": W.Dropdown(options=["lines", "matrix"], value="lines", description="plan as")}
 
     def compute(self, eps: float, n: int) -> dict[str, Any]:
         if (eps, n) not in self._solved:
@@ -192,7 +192,7 @@ class PFODEMapExplorer(Explorer):
         names = list(self.mixtures)
         return {"data": W.Dropdown(options=names, value=names[0], description="data"),
                 "schedule": W.Dropdown(options=list(self.SCHEDULES), value="VP (linear beta)", description="schedule"),
-                "view": W.ToggleButtons(options=["displacements", "paths"], value="displacements", description="show"),
+                "view": W.Dropdown(options=["displacements", "paths"], value="displacements", description="show"),
                 "n_shown": W.IntSlider(value=min(80, self.n_max), min=10, max=self.n_max, step=10,
                                        description="drawn", continuous_update=False)}
 

@@ -247,7 +247,11 @@ class Lab:
         import urllib.error
 
         for kind in ("sessions", "kernels"):
-            for item in self.api("GET", kind):
+            try:
+                items = self.api("GET", kind)
+            except urllib.error.HTTPError:          # the listing itself can fail while a kernel is dying
+                continue
+            for item in items:
                 try:
                     self.api("DELETE", f"{kind}/{item['id']}", timeout=30.0)
                 except urllib.error.HTTPError:

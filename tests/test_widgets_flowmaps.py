@@ -39,9 +39,14 @@ def test_flow_map_explorer_draws_oracle_and_student(fmx):
 
 
 def test_flow_map_explorer_messages(fmx):
-    assert fmx.update(method="CTM", s=0.4, t=0.6, u=0.5) is None and "t < s" in fmx.message
-    assert fmx.update(s=0.8, t=0.2, u=0.9) is None and "between t and s" in fmx.message
-    assert fmx.update(method="CM", s=0.8, t=0.2, u=0.5) is None and "only to t = 0" in fmx.message
+    # the ranges follow each other: t stays below s and u between t and s (no impossible selection is left)
+    assert fmx.update(method="CTM", s=0.8, t=0.2, u=0.5) is not None
+    assert fmx.update(s=0.4) is not None and fmx.values["t"] == 0.2 and fmx.values["u"] == 0.4
+    assert fmx.controls["t"].max == 0.35 and (fmx.controls["u"].min, fmx.controls["u"].max) == (0.2, 0.4)
+    with pytest.raises(ValueError):
+        fmx.update(u=0.9)                              # outside [t, s] is outside the slider's range
+    fmx.update(s=0.8)
+    assert fmx.update(method="CM", t=0.2, u=0.5) is None and "only to t = 0" in fmx.message
     d = fmx.update(t=0.0)
     assert d is not None and fmx.message is None
 

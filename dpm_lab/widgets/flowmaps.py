@@ -55,10 +55,25 @@ class FlowMapExplorer(Explorer):
         W = self._W
         sl = dict(min=0.0, max=1.0, step=0.05, continuous_update=False, readout_format=".2f")
         return {"method": W.Dropdown(options=list(self.students), description="student"),
-                "s": W.FloatSlider(value=0.8, description="s (from)", **sl),
+                "s": W.FloatSlider(value=0.8, description="s (from)", **{**sl, "min": 0.05}),
                 "t": W.FloatSlider(value=0.0, description="t (to)", **sl),
                 "u": W.FloatSlider(value=0.4, description="u (via)", **sl),
                 "nfe": W.IntSlider(value=1, min=1, max=8, description="NFE", continuous_update=False)}
+
+    def sync_controls(self, values: dict[str, Any]) -> None:
+        """The ranges follow each other (the widget standard): t stays below s, and u between t and s."""
+        c = self.controls
+        s = round(float(values["s"]), 2)
+        c["t"].max = max(0.0, round(s - 0.05, 2))
+        values["t"] = c["t"].value = min(round(float(values["t"]), 2), c["t"].max)
+        u, lo, hi = c["u"], values["t"], s
+        if lo > u.max:                                  # keep min <= max at every moment
+            u.max = hi
+            u.min = lo
+        else:
+            u.min = lo
+            u.max = hi
+        values["u"] = u.value = min(max(round(float(values["u"]), 2), lo), hi)
 
     def compute(self, method: str, s: float, t: float, u: float, nfe: int) -> dict[str, Any]:
         s, t, u = round(s, 2), round(t, 2), round(u, 2)

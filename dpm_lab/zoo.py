@@ -172,15 +172,16 @@ def build(name: str, *, root: str | os.PathLike | None = None, progress: bool = 
     recipe = get(name)
     folder = store.zoo_dir(root)
     model = recipe.new_model()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     info = (recipe.trainer or _fit)(model, recipe, device=device or "cpu", progress=progress)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     path = folder / f"{name}.pt"
     store.save_atomic({"format": FORMAT, "name": name, "recipe": recipe.fingerprint(),
                        "state_dict": _cpu_state(model)}, path)
     manifest = store.read_manifest(folder)
     manifest[name] = {"file": path.name, "sha256": store.sha256_file(path), "bytes": path.stat().st_size,
-                      "train_seconds": round(seconds, 1), "description": recipe.description,
+                      "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
+                      "description": recipe.description,
                       "builder": recipe.builder, "torch": torch.__version__, **info}
     store.write_manifest(folder, manifest)
     return path
@@ -269,8 +270,8 @@ def main(argv: list[str] | None = None) -> None:
         for n in names():
             e = manifest.get(n, {})
             where = "" if get(n).shipped else "  (not shipped: build it yourself, ideally on a GPU)"
-            print(f"{n:26s} {e.get('bytes', 0) / 1024:7.1f} KB  {e.get('train_seconds', '-')!s:>6}s  "
-                  f"{get(n).description}{where}")
+            print(f"{n:26s} {e.get('bytes', 0) / 1024:7.1f} KB  {e.get('train_seconds', '-')!s:>6}s wall "
+                  f"{e.get('train_cpu_seconds', '-')!s:>6}s cpu  {get(n).description}{where}")
         return
     todo = [n for n in names() if get(n).shipped] if args.all else args.names
     if not todo:

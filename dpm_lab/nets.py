@@ -140,18 +140,47 @@ class _ResBlock(nn.Module):
 
 
 class _Embed(nn.Module):
-    """Time (and class) embedding shared by the image networks: (B,) -> (B, emb)."""
+    """Time (and class, and extra scalar) embedding shared by the image networks: (B,) -> (B, emb).
 
-    def __init__(self, emb: int, n_classes: int):
+    `extra = k > 0` adds k scalar conditions in [0, 1] (a second time r of a flow map, a guidance weight
+    mapped to [0, 1], ...), each through its own sinusoidal features and a two-layer MLP whose last layer
+    starts at zero: a network given extras starts out as the same network without them (`UNet.grow`).
+    """
+
+    def __init__(self, emb: int, n_classes: int, extra: int = 0):
         super().__init__()
-        self.n_classes = n_classes
+        self.n_classes, self.extra = n_classes, extra
         self.t = nn.Sequential(SinusoidalEmbedding(emb), nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.c = nn.Embedding(n_classes + 1, emb) if n_classes else None
+        self.x = nn.ModuleList(nn.Sequential(SinusoidalEmbedding(emb), nn.Linear(emb, emb), nn.SiLU(),
+                                             nn.Linear(emb, emb)) for _ in range(extra))
+        for m in self.x:
+            nn.init.zeros_(m[-1].weight)
+            nn.init.zeros_(m[-1].bias)
 
-    def forward(self, x: torch.Tensor, t: Time, c: Label) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: Time, c: Label, extra: torch.Tensor | None = None) -> torch.Tensor:
         e = self.t(_batch_time(t, x))
         lab = _batch_label(c, x, self.n_classes)
-        return e if lab is None else e + self.c(lab)
+        e = e if lab is None else e + self.c(lab)
+        for j, v in enumerate(_batch_extra(extra, x, self.extra).unbind(1)):
+            e = e + self.x[j](v)
+        return e
+
+
+def _batch_extra(extra, x: torch.Tensor, k: int) -> torch.Tensor:
+    """The extra scalar conditions as (B, k) in x's dtype; None is allowed only when k = 0."""
+    if extra is None:
+        if k:
+            raise ValueError(f"this network takes extra = {k} scalar condition(s) (B, {k}); none was given")
+        return x.new_zeros(x.shape[0], 0)
+    if not k:
+        raise ValueError("this network takes no extra conditions (extra=0) but extra was given")
+    extra = torch.as_tensor(extra, dtype=x.dtype, device=x.device)
+    extra = extra.expand(x.shape[0], k) if extra.dim() < 2 else extra
+    if extra.shape != (x.shape[0], k) or not torch.isfinite(extra).all():
+        raise ValueError(f"extra must be finite with shape ({x.shape[0]}, {k}) (or broadcast to it), "
+                         f"got {tuple(extra.shape)}")
+    return extra
 
 
 class UNet(nn.Module):
@@ -161,15 +190,19 @@ class UNet(nn.Module):
     on the way down, one on the way up, with skip connections).  H and W must be divisible by
     2^(len(mults) - 1): mults=(1, 2) for 8x8, (1, 2, 2) for 28x28.
 
-    Args: in_ch; base channels; mults; n_classes (K > 0: label K is the null label); emb size; groups.
+    Args: in_ch; base channels; mults; n_classes (K > 0: label K is the null label); emb size; groups;
+    extra: k scalar conditions in [0, 1] beside t (forward's `extra`, (B, k)), e.g. a flow map's second time
+    or a guidance weight; `UNet.grow(teacher, k)` copies a trained network and adds them at zero effect.
     """
 
     def __init__(self, in_ch: int = 1, base: int = 32, mults: tuple[int, ...] = (1, 2), *, n_classes: int = 0,
-                 emb: int = 64, groups: int = 8):
+                 emb: int = 64, groups: int = 8, extra: int = 0):
         super().__init__()
         self.levels = len(mults)
+        self.config = {"in_ch": in_ch, "base": base, "mults": tuple(mults), "n_classes": n_classes, "emb": emb,
+                       "groups": groups, "extra": extra}
         chs = [base * m for m in mults]
-        self.embed = _Embed(emb, n_classes)
+        self.embed = _Embed(emb, n_classes, extra)
         self.inp = nn.Conv2d(in_ch, chs[0], 3, padding=1)
         self.down = nn.ModuleList(_ResBlock(chs[max(i - 1, 0)], chs[i], emb, groups) for i in range(self.levels))
         self.pool = nn.ModuleList(nn.Conv2d(chs[i], chs[i], 3, stride=2, padding=1) for i in range(self.levels - 1))
@@ -177,14 +210,29 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(_ResBlock(2 * chs[i], chs[max(i - 1, 0)], emb, groups) for i in range(self.levels))
         self.out = nn.Sequential(nn.GroupNorm(min(groups, chs[0]), chs[0]), nn.SiLU(), nn.Conv2d(chs[0], in_ch, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, t: Time, c: Label = None) -> torch.Tensor:
-        """x (B, C, H, W), t a float or (B,), c optional labels -> (B, C, H, W)."""
+    @classmethod
+    def grow(cls, teacher: UNet, extra: int) -> UNet:
+        """A copy of `teacher` (same weights) that also takes `extra` scalar conditions, at first ignored
+        (their embeddings' last layers are zero), so a student starts as its teacher."""
+        if not isinstance(teacher, UNet):
+            raise TypeError(f"teacher must be a nets.UNet, got {type(teacher).__name__}")
+        if isinstance(extra, bool) or not isinstance(extra, int) or extra < 1:
+            raise ValueError(f"extra must be an int >= 1 (the number of added conditions), got {extra!r}")
+        net = cls(**{**teacher.config, "extra": extra}).to(next(teacher.parameters()).device)
+        missing, unexpected = net.load_state_dict(teacher.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("embed.x.") for k in missing):
+            raise ValueError(f"teacher's weights do not fit: missing {missing}, unexpected {unexpected}")
+        return net
+
+    def forward(self, x: torch.Tensor, t: Time, c: Label = None, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W), t a float or (B,), c optional labels, extra (B, k) if built with extra=k
+        -> (B, C, H, W)."""
         if x.dim() != 4:
             raise ValueError(f"UNet needs x of shape (B, C, H, W), got {tuple(x.shape)}")
         k = 2 ** (self.levels - 1)
         if x.shape[-1] % k or x.shape[-2] % k:
             raise ValueError(f"H and W must be divisible by {k} for {self.levels} levels, got {tuple(x.shape[-2:])}")
-        e = self.embed(x, t, c)
+        e = self.embed(x, t, c, extra)
         h, skips = self.inp(x), []
         for i, block in enumerate(self.down):
             h = block(h, e)

@@ -108,3 +108,36 @@ def test_predictor_follows_the_input_device(device, gen):
     c_skip, _, _, c_noise = nets.edm_coefficients(sched, tt)
     torch.testing.assert_close(c_noise, -sched.lam(tt) / 4)
     torch.testing.assert_close(c_skip, sched.alpha(tt) / (sched.alpha(tt) ** 2 + sched.sigma(tt) ** 2))
+
+
+def test_unet_extra_conditions_start_at_zero_effect_and_then_matter(gen):
+    teacher = nets.UNet(1, 8, (1, 2), n_classes=3)
+    x = torch.randn(5, 1, 8, 8, generator=gen)
+    t, c = torch.rand(5, generator=gen), torch.tensor([0, 1, 2, 3, 0])
+    student = nets.UNet.grow(teacher, 2)
+    r = torch.rand(5, 2, generator=gen)
+    assert torch.equal(student(x, t, c, r), teacher(x, t, c))        # grown copy = teacher until trained
+    assert len(teacher.state_dict()) + 2 * 5 == len(student.state_dict())   # freqs, 2 Linear (w, b) per extra
+    with torch.no_grad():
+        for p in student.embed.x.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    a, b = student(x, t, c, r), student(x, t, c, 1 - r)
+    assert (a - b).abs().max() > 1e-4                               # once trained, the extras change the output
+    assert torch.equal(student(x, t, c, 0.5), student(x, t, c, torch.full((5, 2), 0.5)))   # scalar broadcasts
+
+
+def test_unet_extra_conditions_refuse_bad_input(gen):
+    net = nets.UNet(1, 8, (1, 2), extra=1)
+    x = torch.randn(2, 1, 8, 8, generator=gen)
+    with pytest.raises(ValueError, match="extra = 1"):
+        net(x, 0.5)
+    with pytest.raises(ValueError, match="shape"):
+        net(x, 0.5, extra=torch.zeros(3, 1))
+    with pytest.raises(ValueError, match="finite"):
+        net(x, 0.5, extra=torch.tensor([[float("nan")], [0.0]]))
+    with pytest.raises(ValueError, match="no extra"):
+        nets.UNet(1, 8, (1, 2))(x, 0.5, extra=torch.zeros(2, 1))
+    with pytest.raises(ValueError, match="extra must be an int"):
+        nets.UNet.grow(nets.UNet(1, 8, (1, 2)), 0)
+    with pytest.raises(TypeError, match="nets.UNet"):
+        nets.UNet.grow(nets.MLP(2), 1)

@@ -38,8 +38,8 @@ import dpm_lab as dl  # noqa: E402
 BUDGET = (150.0, 300.0)        # ms: median, worst
 
 
-def explorers() -> dict[str, tuple[str, object]]:
-    """name -> (the constructor call as code, the explorer)."""
+def explorers(only: list[str] | None = None) -> dict[str, tuple[str, object]]:
+    """name -> (the constructor call as code, the explorer); `only`: these names (a prefix matches)."""
     code = {"ScheduleExplorer": "dl.widgets.ScheduleExplorer()",
             "FieldExplorer": "dl.widgets.FieldExplorer()",
             "FieldExplorer+model": "dl.widgets.FieldExplorer(model=dl.datasets.eight_gaussians_mixture()"
@@ -67,6 +67,11 @@ def explorers() -> dict[str, tuple[str, object]]:
             "GammaSamplingExplorer": "dl.widgets.GammaSamplingExplorer()",
             "CorruptionExplorer": "dl.widgets.CorruptionExplorer()",
             "ReverseSamplingExplorer+model": "dl.widgets.ReverseSamplingExplorer(learned=dl.zoo.load('masked_chain4'))"}
+    if only:
+        unknown = [o for o in only if not any(n.startswith(o) for n in code)]
+        if unknown:
+            raise SystemExit(f"--only: no explorer named {unknown}; known: {', '.join(code)}")
+        code = {n: c for n, c in code.items() if any(n.startswith(o) for o in only)}
     return {name: (c, eval(c, {"dl": dl})) for name, c in code.items()}  # noqa: S307 - our own constants
 
 
@@ -97,9 +102,9 @@ def sweep(w, n: int = 12) -> list:
     return []
 
 
-def in_process() -> list[dict]:
+def in_process(only: list[str] | None = None) -> list[dict]:
     rows = []
-    for name, (_, ex) in explorers().items():
+    for name, (_, ex) in explorers(only).items():
         ex.widget()
         for cname, w in ex.controls.items():
             if w.layout.display == "none":
@@ -149,14 +154,14 @@ def _notebook(codes: list[str]) -> dict:
             "nbformat": 4, "nbformat_minor": 5}
 
 
-def in_browser(timeout_s: float = 240.0, per_control: int = 12) -> list[dict]:
+def in_browser(timeout_s: float = 240.0, per_control: int = 12, only: list[str] | None = None) -> list[dict]:
     """Each explorer's controls changed from the page, `per_control` times each (a select: its
     options once round), timed from the event to the load of the new picture; the kernel's share
     from the kernel hook's records."""
     sys.path.insert(0, os.path.join(ROOT, "tests", "browser"))
     from lab_driver import Lab, change, explorer_views, plan
 
-    exs = explorers()
+    exs = explorers(only)
     rows = []
     with Lab({"bench.ipynb": _notebook([c for c, _ in exs.values()])}) as lab:
         page = lab.open("bench.ipynb")
@@ -201,13 +206,14 @@ def main() -> None:
     ap.add_argument("--browser", action="store_true", help="also measure in JupyterLab in Chromium")
     ap.add_argument("--no-in-process", action="store_true")
     ap.add_argument("--json", help="write the rows to this file")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="only these explorers (name prefixes)")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("DPM_LAB_THREADS", "1")))
     machine = f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start"
     out = {"machine": machine}
     print(f"machine: {machine}; budget: {BUDGET[0]:.0f} ms median, {BUDGET[1]:.0f} ms worst\n")
     if not args.no_in_process:
-        rows = in_process()
+        rows = in_process(args.only)
         out["in_process"] = rows
         print("in-process: control.value = v -> compute (cached) -> draw -> PNG in the view\n")
         print(table(rows, cpu=True))
@@ -219,7 +225,7 @@ def main() -> None:
         if why:
             print(f"\nbrowser measurement skipped: {why}")
         else:
-            rows = in_browser()
+            rows = in_browser(only=args.only)
             out["browser"] = rows
             print("\nin the browser: event in the page -> load of the widget's new picture\n")
             print(table(rows, cpu=False))

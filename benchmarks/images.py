@@ -2,12 +2,14 @@
 DDIM, DPM-Solver++(2M) and Euler-Maruyama on the shipped zoo checkpoints, plus training throughput.
 
     OMP_NUM_THREADS=1 python benchmarks/images.py [--quick] [--n 500] [--nfe 10 20 50] [--omega 2.0]
-    OMP_NUM_THREADS=1 python benchmarks/images.py --solvers [--n 400]   # Ch. 9: every fast solver at NFE 5, 10, 20
+    OMP_NUM_THREADS=1 python benchmarks/images.py --solvers [--n 400] [--seeds 3]   # Ch. 9: every fast solver at NFE 5, 10, 20
 
 --solvers (Ch. 9) runs DDIM, DEIS, DPM-Solver-2, DPM-Solver++(2M) and DPM-Solver++(3M) on the
 zoo's mnist5k_uncond and mnist5k_cond (CFG omega 2 inside the lambda interval; DDIM and 2M also with CFG everywhere) at NFE 5, 10, 20 on the
-package's default grid for the schedule, the same x_T for every solver, and prints FDD beside its floor
-(mean +- std over 5 pairs of real draws at the same n).
+package's default grid for the schedule, the same x_T for every solver, and prints FDD (mean +- std over
+--seeds noise draws, every solver on the same draws) beside its floor (mean +- std over 5 pairs of real
+draws at the same n).  It adds intervention rows on the unconditional model at NFE 5 and 10: DPM-Solver++(2S)
+(the midpoint scheme on x0 instead of eps) and DPM-Solver-2 / 2M on the lambda grid.
 
 The FDD is printed beside its floor (held-out real vs training real at the same n).
 """
@@ -63,41 +65,60 @@ def throughput(recipe_name: str, steps: int = 10, device: str | None = None) -> 
 
 
 CH9_SOLVERS = ("ddim", "deis", "dpm_solver_2", "dpmpp_2m", "dpmpp_3m")
+# Ch. 9 interventions on the unconditional model (why DPM-Solver-2 leads there): the same single-step
+# midpoint scheme on x0 (dpmpp_2s: noise vs data prediction), and DPM-Solver-2 / 2M on the lambda grid.
+CH9_WHY = [("dpmpp_2s", None), ("dpm_solver_2", "lambda"), ("dpmpp_2m", "lambda")]
 
 
-def _cells(nfes, cond_models=("mnist5k_cond",)):
-    """The runs in the order they are most needed: NFE 5 unconditional first, then NFE 10 with interval CFG."""
-    first = [("mnist5k_uncond", None, nfe, m) for nfe in nfes for m in CH9_SOLVERS]
-    guided = [(c, INTERVAL, nfe, m) for c in cond_models for nfe in (10, 5, 20) if nfe in nfes for m in CH9_SOLVERS]
-    everywhere = [(c, None, nfe, m) for c in cond_models for nfe in (10, 5, 20) if nfe in nfes
+def _cells(nfes, cond_models=("mnist5k_cond",), why=True):
+    """The runs (model, CFG interval, NFE, method, grid or None for the default) in the order they are most needed."""
+    first = [("mnist5k_uncond", None, nfe, m, None) for nfe in nfes for m in CH9_SOLVERS]
+    probes = [("mnist5k_uncond", None, nfe, m, g) for nfe in nfes if nfe <= 10 for m, g in CH9_WHY] if why else []
+    guided = [(c, INTERVAL, nfe, m, None) for c in cond_models for nfe in (10, 5, 20) if nfe in nfes
+              for m in CH9_SOLVERS]
+    everywhere = [(c, None, nfe, m, None) for c in cond_models for nfe in (10, 5, 20) if nfe in nfes
                   for m in ("ddim", "dpmpp_2m")]
-    return first + guided + everywhere
+    return first + probes + guided + everywhere
 
 
-def solver_table(n: int = 400, nfes=(5, 10, 20), omega: float = 2.0) -> None:
-    """Ch. 9: FDD of every fast solver at NFE 5, 10, 20 on mnist5k_uncond and mnist5k_cond (same noise)."""
+def solver_table(n: int = 400, nfes=(5, 10, 20), omega: float = 2.0, seeds: int = 1, why: bool = True) -> None:
+    """Ch. 9: FDD of every fast solver at NFE 5, 10, 20 on mnist5k_uncond and mnist5k_cond.
+
+    Each cell is run with `seeds` noise draws (seed k: prior and sampler noise from seed 1 + 10 k, the
+    training images the FDD compares against from seed 2 + 10 k; every solver sees the same draws) and
+    prints mean +- std over them, with the per-seed values; seed 0 is the single run of earlier tables.
+    """
     from dpm_lab.grids import default_spacing
-    widths = [15, 13, 4, 12, 7, 13, 7, 6]
+    widths = [15, 13, 7, 4, 12, 14, 7, 6]
     floor, spread = digit_eval.fdd_floor(n, "mnist5k", repeats=5, return_std=True,
                                          generator=torch.Generator().manual_seed(0))
-    print(f"FDD floor at n = {n}: {floor:.2f} +- {spread:.2f} (real held-out vs real training, 5 pairs)\n")
-    print(row(["model", "method", "NFE", "CFG omega", "FDD", "floor", "ratio", "acc"], widths))
-    print("-" * 90)
+    print(f"FDD floor at n = {n}: {floor:.2f} +- {spread:.2f} (real held-out vs real training, 5 pairs); "
+          f"{seeds} seed(s) per cell\n")
+    print(row(["model", "method", "grid", "NFE", "CFG omega", "FDD mean+-std", "ratio", "acc"], widths)
+          + "   per seed")
+    print("-" * 110)
     models = {}
-    for name, interval, nfe, method in _cells(nfes):
+    for name, interval, nfe, method, grid in _cells(nfes, why=why):
         model = models.setdefault(name, zoo.load(name))
         cond = zoo.recipe_of(model).n_classes > 0
         labels = torch.arange(n) % 10 if cond else None
-        g = torch.Generator().manual_seed(1)
+        grid = grid or default_spacing(model.schedule)
         start = time.perf_counter()
-        with torch.no_grad():
-            x = generate(model, labels, n=n, omega=omega if cond else 1.0, nfe=nfe, method=method,
-                         grid=default_spacing(model.schedule), generator=g, lam_interval=interval, batch=n)
-        res = digit_eval.evaluate(x, labels, generator=torch.Generator().manual_seed(2), verbose=False)
-        acc = f"{res['conditional_accuracy']:.3f}" if cond else "-"
+        fdds, accs = [], []
+        for k in range(seeds):
+            with torch.no_grad():
+                x = generate(model, labels, n=n, omega=omega if cond else 1.0, nfe=nfe, method=method, grid=grid,
+                             generator=torch.Generator().manual_seed(1 + 10 * k), lam_interval=interval, batch=n)
+            res = digit_eval.evaluate(x, labels, generator=torch.Generator().manual_seed(2 + 10 * k), verbose=False)
+            fdds.append(res["fdd"])
+            accs.append(res.get("conditional_accuracy", float("nan")))
+        f = torch.tensor(fdds, dtype=torch.float64)
+        std = float(f.std()) if seeds > 1 else float("nan")
+        acc = f"{sum(accs) / seeds:.3f}" if cond else "-"
         cfg = "-" if not cond else (f"{omega:g} all t" if interval is None else f"{omega:g} interval")
-        print(row([name, method, nfe, cfg, f"{res['fdd']:.2f}", f"{floor:.2f}+-{spread:.2f}",
-                   f"{res['fdd'] / floor:.2f}", acc], widths) + f"   ({time.perf_counter() - start:.0f} s)", flush=True)
+        print(row([name, method, grid, nfe, cfg, f"{float(f.mean()):.1f}+-{std:.1f}", f"{float(f.mean()) / floor:.2f}",
+                   acc], widths) + "   " + " ".join(f"{v:.1f}" for v in fdds)
+              + f"   ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
 def main() -> None:
@@ -108,10 +129,12 @@ def main() -> None:
     parser.add_argument("--omega", type=float, default=2.0, help="CFG weight for conditional models")
     parser.add_argument("--models", nargs="+", default=["mnist5k_cond", "digits8_cond", "mnist5k_uncond", "digits8_uncond"])
     parser.add_argument("--solvers", action="store_true", help="Ch. 9: every fast solver at NFE 5, 10, 20")
+    parser.add_argument("--seeds", type=int, default=1, help="--solvers: noise draws per cell (mean +- std)")
+    parser.add_argument("--no-why", action="store_true", help="--solvers: skip the intervention rows")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.solvers:
-        solver_table(min(args.n, 1000) if args.n != 500 else 400)
+        solver_table(min(args.n, 1000) if args.n != 500 else 400, seeds=args.seeds, why=not args.no_why)
         return
     n, nfes = (200, [10, 20]) if args.quick else (args.n, args.nfe)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, cpu; "

@@ -6,8 +6,11 @@
     StepAnatomyExplorer  one DEIS (noise form) or DPM-Solver++ (data form) step at a time: the anchors,
                          the extrapolation polynomial, the exact integral against the exponential
                          kernel, and the step's own (local) error
+    EtaExplorer          the eta slider from DDIM (eta = 0) to DDPM (eta = 1) at a chosen NFE: paths from
+                         the same x_T beside the exact PF-ODE paths, final samples beside exact samples,
+                         and W2 to exact samples (with its floor) against eta
 
-Both run on exact mixture fields (`lab_mixture`), so the only error drawn is the solver's
+All run on exact mixture fields (`lab_mixture`), so the only error drawn is the solver's
 discretization error.  Course convention: t = 0 data, t = 1 noise; lambda = log(alpha/sigma).
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullLocator
 
-from .. import fast_solvers, samplers, viz
+from .. import fast_solvers, metrics, samplers, viz
 from ..gmm import GaussianMixture
 from ..grids import GRIDS, time_grid
 from ..schedules import EDM, RectifiedFlow, Schedule, VPLinear
@@ -29,7 +32,7 @@ from ..steps import coeffs, time_at_lam
 from ..utils import randn
 from .base import Explorer, InvalidSelection
 
-__all__ = ["SolverLab", "StepAnatomyExplorer", "lab_mixture", "lab_schedules", "LAB_METHODS", "LAB_NFES",
+__all__ = ["SolverLab", "StepAnatomyExplorer", "EtaExplorer", "ETA_VALUES", "ETA_NFES", "lab_mixture", "lab_schedules", "LAB_METHODS", "LAB_NFES",
            "convergence", "fitted_order"]
 
 LAB_METHODS = ("euler", "heun", "ddim", "deis", "dpm_solver_2", "dpm_solver_3", "dpmpp_2s", "dpmpp_2m", "dpmpp_3m",
@@ -391,3 +394,146 @@ class StepAnatomyExplorer(Explorer):
         self._chosen.set_data([data["step"]], [errs[data["step"]]])
         self._title.set_text(f"{data['form']}, order {data['order']}: step {data['step']} of {data['n']}, "
                              f"h = {h:.2f}, local error {data['local_error']:.2e}")
+
+
+# -- the eta slider: DDIM (eta = 0) to DDPM (eta = 1) --------------------------------------------------------
+ETA_VALUES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+ETA_NFES = (5, 10, 20, 50)
+
+
+class EtaExplorer(Explorer):
+    """DDIM with stochasticity eta (§9.2.3) on the exact mixture field, VP schedule, uniform-t grid.
+
+    The step is samplers.ddim_step:  x_t = alpha_t x0_hat + sqrt(sigma_t^2 - c^2) eps_hat + c z,
+    c = eta * (posterior std of x_t given x_s, x0), so eta = 0 is deterministic DDIM and eta = 1 the
+    ancestral DDPM step.  Every (eta, NFE) run starts from the same n draws x_T ~ p_1 (exactly: alpha_1 x0 +
+    sigma_1 z) and uses the same sampler noise (one generator, re-seeded per run), so a change of eta changes
+    the sampler, not the luck of the draw.
+
+    Left: the first n_paths paths (grid nodes as dots) over the exact PF-ODE paths of the same x_T (grey) and
+    the data density.  Middle: the n final samples at t_min beside n exact samples of p_{t_min}.  Right: against
+    eta at the chosen NFE, W2 of the final samples to the exact samples (exact assignment) with the floor band
+    (W2 between two exact draws of the same size: mean +- std over `floor_pairs` pairs), and the RMS distance of
+    each final sample to the exact PF-ODE end point of its own x_T (how far eta moves a sample away from the
+    deterministic flow map).  Controls: eta (ETA_VALUES), nfe (ETA_NFES); they do not constrain each other.
+    Everything is computed in the constructor (about 2 s), so a change of a control only redraws.
+    `update()` returns 'nfe', 'etas', 'w2' (len(etas),), 'dist_to_ode' (len(etas),), 'finals' {eta: (n, 2)},
+    'paths' {eta: (nfe+1, n_paths, 2)}, 'exact' (n, 2), 'ode_end' (n, 2), 'floor' (mean, std), 'eta'.
+    """
+
+    compute_keys = ("nfe",)
+    clear_axes = False
+    figsize = (11.0, 3.9)
+    axes_grid = (1, 3)
+    margins = {"left": 0.05, "right": 0.99, "bottom": 0.13, "top": 0.82, "wspace": 0.25}
+
+    def __init__(self, mixture: GaussianMixture | None = None, *, n: int = 300, n_paths: int = 8, seed: int = 0,
+                 floor_pairs: int = 5, **initial: Any) -> None:
+        self.mixture, self.schedule = mixture or lab_mixture(), VPLinear()
+        self.model = self.mixture.model(self.schedule)
+        self.n, self.n_paths, self.seed = n, min(n_paths, n), seed
+        sch = self.schedule
+        g = torch.Generator().manual_seed(seed)
+        c1 = coeffs(sch, 1.0)
+        self.x_T = c1.alpha * self.mixture.sample(n, generator=g, dtype=torch.float64) + c1.sigma * randn(
+            (n, 2), generator=g, dtype=torch.float64)
+        self.exact = self.mixture.sample_marginal(n, sch.t_eps, sch, generator=g, dtype=torch.float64)
+        draw = lambda m, generator: self.mixture.sample_marginal(m, sch.t_eps, sch, generator=generator,  # noqa: E731
+                                                                  dtype=torch.float64)
+        self.floor = metrics.floor(metrics.w2_exact, draw, n, repeats=floor_pairs, generator=g, return_std=True)
+        times = torch.linspace(1.0, sch.t_eps, 61, dtype=torch.float64)
+        self.exact_paths = self.mixture.flow(self.x_T[:self.n_paths], times, sch, rtol=1e-9, atol=1e-9)
+        self.ode_end = self.mixture.flow_map(self.x_T, 1.0, sch.t_eps, sch, rtol=1e-9, atol=1e-9)
+        self._table = {nfe: self._run(nfe) for nfe in ETA_NFES}
+        self._lim = 3.0
+        _, _, dense_pts = viz.grid_points(self._lim, 60)
+        self._density = torch.exp(self.mixture.log_prob(dense_pts)).reshape(60, 60).numpy()
+        super().__init__(**initial)
+
+    def sampler_noise(self, eta: float, nfe: int) -> torch.Generator:
+        """The generator of the run (eta, nfe): the same seed for every eta, so the runs share their noise."""
+        return torch.Generator().manual_seed(1000 * self.seed + nfe)
+
+    def _run(self, nfe: int) -> dict[str, Any]:
+        grid = time_grid(self.schedule, nfe, "uniform")
+        finals, paths, w2, dist = {}, {}, [], []
+        for eta in ETA_VALUES:
+            traj = samplers.trajectory(self.model, self.x_T, grid, "ddim", eta=eta,
+                                       generator=self.sampler_noise(eta, nfe))
+            finals[eta], paths[eta] = traj[-1], traj[:, :self.n_paths]
+            w2.append(metrics.w2_exact(traj[-1], self.exact))
+            dist.append(_rmse(traj[-1], self.ode_end))
+        return {"nfe": nfe, "etas": ETA_VALUES, "w2": np.array(w2), "dist_to_ode": np.array(dist),
+                "finals": finals, "paths": paths, "exact": self.exact, "ode_end": self.ode_end, "floor": self.floor}
+
+    def _make_controls(self) -> dict[str, Any]:
+        W = self._W
+        return {"eta": W.SelectionSlider(options=list(ETA_VALUES), value=0.0, description="eta",
+                                         continuous_update=False),
+                "nfe": W.SelectionSlider(options=list(ETA_NFES), value=10, description="NFE", continuous_update=False)}
+
+    def compute(self, nfe: int) -> dict[str, Any]:
+        if nfe not in self._table:
+            raise InvalidSelection(f"choose the NFE among {ETA_NFES}")
+        return self._table[nfe]
+
+    def _setup(self) -> None:
+        ax_path, ax_end, ax_w = self.fig.axes
+        nan = [np.nan]
+        ext = (-self._lim, self._lim, -self._lim, self._lim)
+        for ax in (ax_path, ax_end):
+            ax.imshow(self._density, origin="lower", extent=ext, cmap="Greys", alpha=0.6, interpolation="bilinear")
+            ax.set_xlim(-self._lim, self._lim)
+            ax.set_ylim(-self._lim, self._lim)
+            ax.set_aspect("equal", adjustable="box")
+        exact_lines = LineCollection(list(np.transpose(viz.to_numpy(self.exact_paths), (1, 0, 2))), colors="0.2",
+                                     linewidths=2.2, alpha=0.5, label="exact PF-ODE paths")
+        ax_path.add_collection(exact_lines)
+        self._lines = self.animated(LineCollection([], colors="C3", linewidths=0.9, label="sampler paths"))
+        ax_path.add_collection(self._lines)
+        self._nodes = self.animated(ax_path.scatter(nan, nan, s=3, color="C3", zorder=3))
+        ax_path.legend(fontsize=7, loc="upper right")
+        self._path_title = self.animated(ax_path.set_title(" ", fontsize=9))
+        ax_end.scatter(*viz.to_numpy(self.exact).T, s=10, color="k", marker="x", lw=0.7, label="exact samples")
+        self._fin = self.animated(ax_end.scatter(nan, nan, s=9, color="C3", alpha=0.75, label="sampler"))
+        ax_end.legend(fontsize=7, loc="upper right")
+        ax_end.set_title(f"final samples at t_min (n = {self.n})", fontsize=9)
+        fm, fs = self.floor
+        ax_w.axhspan(fm - fs, fm + fs, color="0.85", label="floor (two exact draws), +- std")
+        ax_w.axhline(fm, color="0.5", lw=0.8)
+        self._w2_line = self.animated(ax_w.plot(nan, nan, "o-", color="C0", ms=4, label="W2 to exact samples")[0])
+        self._dist_line = self.animated(ax_w.plot(nan, nan, "s--", color="C2", ms=4,
+                                                  label="RMS distance to own ODE end point")[0])
+        self._mark = self.animated(ax_w.plot(nan, nan, "o", ms=11, mfc="none", mec="C3", mew=1.5,
+                                             label="chosen eta")[0])
+        ax_w.set_xlim(-0.05, 1.05)
+        ax_w.set_ylim(0, 2.4)
+        ax_w.set_xlabel("eta (0 = DDIM, 1 = DDPM)", fontsize=8)
+        ax_w.set_ylabel("distance (data units)", fontsize=8)
+        ax_w.legend(fontsize=7, loc="upper left")
+        self._w_title = self.animated(ax_w.set_title(" ", fontsize=9))
+        for ax in self.fig.axes:
+            ax.tick_params(labelsize=7)
+        self._title = self.animated(self.fig.suptitle(" ", fontsize=10))
+
+    def draw(self, data: dict[str, Any], values: dict[str, Any]) -> None:
+        if not hasattr(self, "_lines"):
+            self._setup()
+        eta, nfe = values["eta"], data["nfe"]
+        if eta not in data["finals"]:
+            raise InvalidSelection(f"choose eta among {ETA_VALUES}")
+        p = viz.to_numpy(data["paths"][eta])
+        self._lines.set_segments(list(np.transpose(p, (1, 0, 2))))
+        self._nodes.set_offsets(p.reshape(-1, 2))
+        self._fin.set_offsets(viz.to_numpy(data["finals"][eta]))
+        i = ETA_VALUES.index(eta)
+        self._w2_line.set_data(ETA_VALUES, data["w2"])
+        self._dist_line.set_data(ETA_VALUES, data["dist_to_ode"])
+        self._mark.set_data([eta], [data["w2"][i]])
+        kind = "deterministic DDIM" if eta == 0 else "ancestral DDPM" if eta == 1 else "DDIM with noise"
+        self._path_title.set_text(f"{self.n_paths} paths from the same x_T: {kind}")
+        self._w_title.set_text(f"against eta at NFE {nfe}")
+        fm, fs = data["floor"]
+        self._title.set_text(f"eta = {eta:g}, NFE {nfe} (uniform t, VP, exact field): W2 to exact samples "
+                             f"{data['w2'][i]:.3f} (floor {fm:.3f} +- {fs:.3f}); distance to own ODE end point "
+                             f"{data['dist_to_ode'][i]:.3f}")

@@ -31,7 +31,7 @@ from .utils import check_choice, check_x, rand, randint, randn_like
 
 __all__ = ["oracle_map", "gaussian_flow_map", "oracle_average_velocity", "semigroup_violation",
            "lagrangian_residual", "eulerian_residual", "meanflow_identity_residual", "cm_boundary_coeffs",
-           "FlowMap", "PARAMS", "one_point_model", "ct_ddim_target", "CDLoss", "CTLoss", "ContinuousCTLoss",
+           "FlowMap", "ImageFlowMap", "PARAMS", "one_point_model", "ct_ddim_target", "CDLoss", "CTLoss", "ContinuousCTLoss",
            "CTMLoss", "MeanFlowLoss", "ctm_mf_scaling", "gamma_step", "gamma_solver", "gamma_sample",
            "meanflow_one_step", "book_meanflow_one_step", "ctm_boundary_g", "book_ctm_boundary_g"]
 
@@ -128,6 +128,11 @@ def meanflow_identity_residual(mixture: GaussianMixture, schedule: Schedule, x: 
 
 
 # -- parameterizations ---------------------------------------------------------------------------------------
+def _coef(fn, t, x):
+    """fn(t) for times t (B,), shaped to broadcast against x (B, ...) in x's dtype."""
+    return fn(t.double()).reshape(-1, *([1] * (x.dim() - 1))).to(x)
+
+
 def _times(t, x: torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     return t.expand(x.shape[0]) if t.dim() == 0 else t
@@ -212,6 +217,55 @@ class FlowMap(nn.Module):
         return (x - F) / sb.clamp_min(1e-12)[:, None]
 
 
+class ImageFlowMap(nn.Module):
+    """A flow-map student for images on a VP path, grown from a v-prediction U-Net teacher (§11.2, §11.4).
+
+        'cm'   f(x, s, c) = alpha_s x - sigma_s F(x, s, c): the c_skip/c_out boundary with c_skip = alpha_s,
+               c_out = -sigma_s, so f(x, 0) = x (alpha_0 = 1, sigma_0 = 0); with F = the teacher's network,
+               f starts as the teacher's denoiser E[x0 | x_s, c].  Maps to t = 0 only.
+        'ctm'  G(x, s, t, c) = alpha_t x0_hat + sigma_t (x - alpha_s x0_hat) / sigma_s,
+               x0_hat = alpha_s x - sigma_s F(x, s, c, extra=t): a DDIM jump with a t-aware clean estimate
+               (CTM's g-parameterization written on a VP path; G(x, s, s) = x); F = UNet.grow(teacher, 1)
+               starts as one teacher DDIM step.
+
+    net: a nets.UNet (extra=1 for 'ctm'); schedule: the teacher's (VP).  forward(x, s, t, c) -> like x."""
+
+    def __init__(self, net: nn.Module, schedule: Schedule, param: str = "cm"):
+        super().__init__()
+        check_choice(param, ("cm", "ctm"), "param")
+        self.net, self.schedule, self.param = net, schedule, param
+
+    @classmethod
+    def from_teacher(cls, teacher: nn.Module, param: str = "cm") -> ImageFlowMap:
+        """A student whose F is a copy of teacher.net (a nets.Predictor predicting v), grown by one extra
+        scalar (the second time) for 'ctm'."""
+        if getattr(teacher, "kind", None) != "v" or not hasattr(teacher, "net"):
+            raise ValueError("the teacher must be a nets.Predictor predicting v (e.g. the zoo's mnist5k_cond)")
+        from .nets import UNet
+        net = UNet.grow(teacher.net, 1) if param == "ctm" else UNet(**teacher.net.config)
+        if param == "cm":
+            net.load_state_dict(teacher.net.state_dict())
+        return cls(net, teacher.schedule, param)
+
+    def x0_hat(self, x: torch.Tensor, s, t, c=None) -> torch.Tensor:
+        """The student's clean estimate alpha_s x - sigma_s F (t enters F only for 'ctm')."""
+        sb, tb = _times(s, x), _times(t, x)
+        F = self.net(x, sb, c, tb[:, None]) if self.param == "ctm" else self.net(x, sb, c)
+        return _coef(self.schedule.alpha, sb, x) * x - _coef(self.schedule.sigma, sb, x) * F
+
+    def forward(self, x: torch.Tensor, s, t, c=None) -> torch.Tensor:
+        """G(x, s, t | c), the jump from s to t <= s (f(x, s) for 'cm', which needs t = 0)."""
+        sb, tb = _times(s, x), _times(t, x)
+        if self.param == "cm" and (tb != 0).any():
+            raise ValueError("a consistency model maps only to t = 0; sample it with gamma = 1")
+        x0 = self.x0_hat(x, sb, tb, c)
+        if self.param == "cm":
+            return x0
+        a_s, sg_s = _coef(self.schedule.alpha, sb, x), _coef(self.schedule.sigma, sb, x)
+        eps = (x - a_s * x0) / sg_s.clamp_min(1e-12)
+        return _coef(self.schedule.alpha, tb, x) * x0 + _coef(self.schedule.sigma, tb, x) * eps
+
+
 def _frozen(model: nn.Module) -> Callable:
     """The same function with stop-gradient weights: theta^- = sg(theta) (as in iCT/ECT and MeanFlow)."""
     params = {k: v.detach() for k, v in model.named_parameters()}
@@ -247,7 +301,7 @@ def one_point_model(eps: torch.Tensor, schedule: Schedule) -> Model:
 def ct_ddim_target(x0: torch.Tensor, eps: torch.Tensor, s_prev, schedule: Schedule) -> torch.Tensor:
     """CT's point at s' for the pair (x0, eps): alpha_{s'} x0 + sigma_{s'} eps (§11.2.1).  s_prev: float or (B,)."""
     sp = _times(s_prev, x0)
-    return schedule.alpha(sp)[:, None].to(x0) * x0 + schedule.sigma(sp)[:, None].to(x0) * eps
+    return _coef(schedule.alpha, sp, x0) * x0 + _coef(schedule.sigma, sp, x0) * eps
 
 
 def _noise(x0: torch.Tensor, source, generator) -> torch.Tensor:
@@ -259,7 +313,7 @@ def _noise(x0: torch.Tensor, source, generator) -> torch.Tensor:
 
 def _distance(diff: torch.Tensor, huber_c: float) -> torch.Tensor:
     """Squared L2 (huber_c = 0) or the pseudo-Huber distance sqrt(||d||^2 + c^2) - c of iCT, per sample."""
-    sq = diff.pow(2).sum(-1)
+    sq = diff.pow(2).flatten(1).sum(-1)
     return sq if huber_c == 0 else (sq + huber_c ** 2).sqrt() - huber_c
 
 
@@ -272,7 +326,7 @@ class _CMLoss:
             raise ValueError(f"N must be >= 1, got {N}")
         self.schedule, self.N, self.huber_c, self.source = schedule, int(N), float(huber_c), source
 
-    def pair(self, model, x0, eps, s, sp):  # the point at s' the target network reads
+    def pair(self, model, x0, eps, s, sp, c=None):  # the point at s' the target network reads
         raise NotImplementedError
 
     def __call__(self, model: FlowMap, x0: torch.Tensor, c=None, *, generator=None) -> torch.Tensor:
@@ -280,15 +334,16 @@ class _CMLoss:
         i = randint(0, self.N, (x0.shape[0],), generator=generator).to(x0.device)
         s, sp = (i + 1).to(x0.dtype) / self.N, i.to(x0.dtype) / self.N
         x_s = ct_ddim_target(x0, eps, s, self.schedule)
+        f = model if c is None else (lambda x, a, b: model(x, a, b, c))      # class-conditional students
         with torch.no_grad():
-            target = model(self.pair(model, x0, eps, s, sp), sp, torch.zeros_like(sp))
-        return _distance(model(x_s, s, torch.zeros_like(s)) - target, self.huber_c)
+            target = f(self.pair(model, x0, eps, s, sp, c), sp, torch.zeros_like(sp))
+        return _distance(f(x_s, s, torch.zeros_like(s)) - target, self.huber_c)
 
 
 class CTLoss(_CMLoss):
     """Consistency training (§11.2.1): the target network reads alpha_{s'} x0 + sigma_{s'} eps (same x0, eps)."""
 
-    def pair(self, model, x0, eps, s, sp):
+    def pair(self, model, x0, eps, s, sp, c=None):
         return ct_ddim_target(x0, eps, sp, self.schedule)
 
 
@@ -301,18 +356,15 @@ class CDLoss(_CMLoss):
         super().__init__(schedule, N, huber_c, source)
         self.teacher = teacher
 
-    def pair(self, model, x0, eps, s, sp):
+    def pair(self, model, x0, eps, s, sp, c=None):
         x_s = ct_ddim_target(x0, eps, s, self.schedule)
-        return _ddim_batch(self.teacher, x_s, s, sp, self.schedule)
+        return _ddim_batch(self.teacher, x_s, s, sp, self.schedule, c)
 
 
-def _coef(fn, t, x):
-    return fn(t.double())[:, None].to(x)
-
-
-def _ddim_batch(teacher: Model, x_s, s, sp, schedule: Schedule) -> torch.Tensor:
-    """One DDIM step per sample (times (B,)): x_{s'} = alpha_{s'} x0_hat + sigma_{s'} eps_hat (§9.2.1)."""
-    x0 = teacher.predict(x_s, s, "x0")
+def _ddim_batch(teacher: Model, x_s, s, sp, schedule: Schedule, c=None) -> torch.Tensor:
+    """One DDIM step per sample (times (B,)): x_{s'} = alpha_{s'} x0_hat + sigma_{s'} eps_hat (§9.2.1);
+    c: class labels for a conditional (or guided) teacher."""
+    x0 = teacher.predict(x_s, s, "x0") if c is None else teacher.predict(x_s, s, "x0", c)
     a_s, sg_s = _coef(schedule.alpha, s, x_s), _coef(schedule.sigma, s, x_s)
     eps = (x_s - a_s * x0) / sg_s.clamp_min(1e-12)
     return _coef(schedule.alpha, sp, x_s) * x0 + _coef(schedule.sigma, sp, x_s) * eps

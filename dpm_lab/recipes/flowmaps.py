@@ -19,8 +19,10 @@ import torch
 from .. import datasets, flowmaps, zoo
 from ..schedules import get_schedule
 from ..zoo import Recipe, register
+from . import images as _image_recipes  # noqa: F401  (registers mnist5k_cond, the image teacher)
 
-__all__ = ["BUILDER", "FLOWMAP_RECIPES", "METHODS", "fm_recipe", "teacher_of", "retrain", "few_step_entries",
+__all__ = ["BUILDER", "IMAGE_BUILDER", "FLOWMAP_RECIPES", "IMAGE_FLOWMAP_RECIPES", "image_recipe", "image_teacher",
+           "sample_image_student", "METHODS", "fm_recipe", "teacher_of", "retrain", "few_step_entries",
            "sample_student"]
 
 BUILDER = "flowmaps/1"
@@ -71,7 +73,8 @@ def _loss(spec: dict):
 
 
 def fm_recipe(name: str, data: str, method: str, *, distill: bool = False, loss: dict | None = None, steps: int | None = None,
-              lr: float | None = None, seed: int = 0, description: str = "") -> Recipe:
+              lr: float | None = None, seed: int = 0, net: dict | None = None, batch: int | None = None,
+              description: str = "") -> Recipe:
     """Register a flow-map student: data in {'8g', 'moons', '8g2m'}, method in METHODS; distill=True reads
     the data's teacher (CD always does)."""
     if data not in _DATA:
@@ -82,7 +85,8 @@ def fm_recipe(name: str, data: str, method: str, *, distill: bool = False, loss:
     steps = steps or _STEPS[method]
     spec = {"data": target, "source": source, "short": data, "method": method, "schedule": {"name": "flow"},
             "teacher": _TEACHERS[data] if (distill or method == "cd") else None, "loss": dict(loss or {}),
-            "net": dict(_NET), "seed": seed, "train": {**_TRAIN, "steps": steps, **({"lr": lr} if lr else {})}}
+            "net": {**_NET, **(net or {})}, "seed": seed,
+            "train": {**_TRAIN, "steps": steps, **({"lr": lr} if lr else {}), **({"batch": batch} if batch else {})}}
     return register(Recipe(name, BUILDER, spec, _model, _data, _loss, shape=(2,), description=description))
 
 
@@ -111,7 +115,8 @@ def sample_student(model: flowmaps.FlowMap, n: int, nfe: int, *, gamma: float = 
 
 def few_step_entries() -> list[dict]:
     """Rows for benchmarks/few_step.py: {'data', 'method', 'sample'(n, nfe, generator), 'train_s'} for every
-    moons / 8g_to_moons student whose checkpoint is in the zoo (the others are skipped)."""
+    moons / 8g_to_moons student whose checkpoint is in the zoo (the others are skipped), and the MNIST-5k
+    students ('data' mnist5k, 'sample'(n, nfe, generator, labels) -> (n, 1, 28, 28) in [-1, 1])."""
     from .. import store
 
     manifest = store.read_manifest(store.zoo_dir())
@@ -126,8 +131,102 @@ def few_step_entries() -> list[dict]:
             return sample_student(zoo.load(_name), n, nfe, gamma=GAMMA[_m], generator=generator, source=_src)
         out.append({"data": "moons" if short == "moons" else "8g_to_moons",
                     "method": {"cd": "CD", "ct": "CT", "ctm": "CTM", "mf": "MeanFlow", "cct": "cCT"}[method],
-                    "sample": sample, "train_s": float(manifest[recipe.name].get("train_seconds", float("nan")))})
+                    "sample": sample, "train_s": _train_s(manifest[recipe.name])})
+    for recipe in IMAGE_FLOWMAP_RECIPES:
+        if recipe.name not in manifest:
+            continue
+
+        def sample_img(n, nfe, generator=None, labels=None, *, _name=recipe.name):
+            return sample_image_student(zoo.load(_name), n, nfe, labels=labels, gamma=1.0, generator=generator)
+        out.append({"data": "mnist5k", "method": {"cd": "CD"}[recipe.spec["method"]] + " (gamma = 1)",
+                    "sample": sample_img, "train_s": _train_s(manifest[recipe.name]), "nfes": (1, 2, 4)})
     return out
+
+
+def _train_s(entry: dict) -> float:
+    """One-thread CPU seconds of a build where recorded (train_cpu_seconds), else its wall seconds."""
+    return float(entry.get("train_cpu_seconds", entry.get("train_seconds", float("nan"))))
+
+
+# -- MNIST-5k students of the guided teacher (the bake-off's image rows) -------------------------------------
+IMAGE_TEACHER, IMAGE_OMEGA, NULL_LABEL = "mnist5k_cond", 2.0, 10   # = benchmarks/few_step.py's teacher
+IMAGE_BUILDER = "flowmaps_img/1"
+
+
+def _image_model(spec: dict) -> flowmaps.ImageFlowMap:
+    """The student's architecture (the teacher's U-Net, grown by the second time for 'ctm'); the trainer
+    copies the teacher's weights in before training."""
+    from .. import nets
+    net = nets.UNet(**{**spec["net"], "mults": tuple(spec["net"]["mults"]), "extra": int(spec["param"] == "ctm")})
+    return flowmaps.ImageFlowMap(net, get_schedule(**spec["schedule"]), spec["param"])
+
+
+def _image_data(spec: dict):
+    from .. import images
+    return images.load_mnist5k("train")                       # (x in [-1, 1], labels)
+
+
+def image_teacher():
+    """The field every image student distills: CFG(mnist5k_cond, omega = 2) on the whole path (§8.3)."""
+    from ..guidance import CFG
+    return CFG(zoo.load(IMAGE_TEACHER), IMAGE_OMEGA, NULL_LABEL)
+
+
+def _image_loss(spec: dict):
+    """CD with one guided-teacher DDIM step, the squared distance averaged over pixels."""
+    base = flowmaps.CDLoss(get_schedule(**spec["schedule"]), image_teacher(), **spec["loss"])
+    pixels = float(torch.tensor(spec["shape"]).prod())
+
+    def loss(model, x0, c=None, *, generator=None):
+        return base(model, x0, c, generator=generator) / pixels
+    return loss
+
+
+def _image_trainer(model: flowmaps.ImageFlowMap, recipe: Recipe, *, device, progress: bool) -> dict:
+    """Copy the teacher's network into the student (it starts as the teacher's denoiser), then train.fit."""
+    teacher = zoo.load(IMAGE_TEACHER)
+    grown = flowmaps.ImageFlowMap.from_teacher(teacher, model.param)
+    model.net.load_state_dict(grown.net.state_dict())
+    return zoo._fit(model, recipe, device=device, progress=progress)
+
+
+def image_recipe(name: str, method: str = "cd", *, N: int = 12, steps: int = 1300, batch: int = 32, lr: float = 2e-4,
+                 ema: float = 0.995, description: str = "") -> Recipe:
+    """An MNIST-5k flow-map student of CFG(mnist5k_cond, 2): method 'cd' (consistency distillation, one
+    guided-teacher DDIM step, N intervals of [0, 1])."""
+    if method != "cd":
+        raise ValueError(f"image method must be 'cd', got {method!r}")
+    teacher = zoo.get(IMAGE_TEACHER)
+    spec = {"data": "mnist5k", "method": method, "param": "cm", "schedule": dict(teacher.spec["schedule"]),
+            "teacher": IMAGE_TEACHER, "omega": IMAGE_OMEGA, "shape": list(teacher.shape),
+            "net": {"in_ch": 1, "base": teacher.spec["net"]["base"], "mults": list(teacher.spec["net"]["mults"]),
+                    "n_classes": teacher.n_classes},
+            "loss": {"N": N, "huber_c": 0.0}, "seed": 0,
+            "train": {"steps": steps, "batch": batch, "lr": lr, "lr_schedule": "cosine", "warmup": 50, "ema": ema,
+                      "clip": 1.0}}
+    return register(Recipe(name, IMAGE_BUILDER, spec, _image_model, _image_data, _image_loss, shape=teacher.shape,
+                           n_classes=teacher.n_classes, description=description, trainer=_image_trainer))
+
+
+def sample_image_student(model: flowmaps.ImageFlowMap, n: int, nfe: int, *, labels=None, gamma: float = 1.0,
+                         generator: torch.Generator | None = None, batch: int = 250) -> torch.Tensor:
+    """n digits (n, 1, 28, 28) in [-1, 1] of class labels (default 0, 1, ..., 9, 0, ...) by nfe uniform
+    gamma-sampling steps from t = 1 to 0 (gamma = 1: CM multistep, the only choice for a 'cm' student)."""
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+        raise ValueError(f"nfe must be an int >= 1, got {nfe!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    labels = torch.arange(n) % 10 if labels is None else torch.as_tensor(labels).long()
+    if labels.shape != (n,) or labels.min() < 0 or labels.max() > 9:
+        raise ValueError(f"labels must be (n,) = ({n},) digits in 0..9, got shape {tuple(labels.shape)}")
+    grid, out = torch.linspace(1.0, 0.0, nfe + 1).tolist(), []
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            c = labels[i:i + batch]
+            x_T = torch.randn((len(c), 1, 28, 28), generator=generator)
+            out.append(flowmaps.gamma_sample(lambda x, s, t, _c=c: model(x, s, t, _c), x_T, grid, model.schedule,
+                                             gamma, generator).clamp(-1, 1))
+    return torch.cat(out)
 
 
 def _register_all() -> list[Recipe]:
@@ -156,3 +255,5 @@ def _register_all() -> list[Recipe]:
 
 
 FLOWMAP_RECIPES = _register_all()
+IMAGE_FLOWMAP_RECIPES = [image_recipe("fm_mnist_cd", "cd", description="MNIST-5k: consistency distillation of "
+                                      "CFG(mnist5k_cond, omega = 2), one teacher DDIM step, N = 12, from the teacher")]

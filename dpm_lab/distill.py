@@ -36,7 +36,7 @@ from .schedules import Schedule
 from .utils import as_time, check_choice, expand_t, randn
 
 __all__ = ["pd_grid", "check_teacher", "ddim_jump", "pd_target", "pd_teacher_target", "pd_loss", "kd_loss",
-           "map_error", "oracle_loss", "OneStepGenerator", "GuidedStudent", "guided_target", "vsd_direction",
+           "map_error", "oracle_loss", "OneStepGenerator", "GuidedStudent", "GuidedUNetStudent", "guided_target", "vsd_direction",
            "sds_direction", "distribution_matching_loss", "gaussian_kl", "gaussian_vsd_gradient",
            "gaussian_score_term"]
 
@@ -201,23 +201,10 @@ def guided_target(teacher: Model, x_t: torch.Tensor, t: Any, c: Any, omega: Any,
     return om * cond + (1 - om) * uncond
 
 
-class GuidedStudent(nn.Module):
-    """An omega-conditioned student x_theta(x_t, t, c, omega) that reproduces CFG in ONE evaluation (§10.3.4).
+class _OmegaConditioned:
+    """What every guided-PD student shares: a trained omega range, its check, and `at(omega)` (a Model)."""
 
-    The network is nets.MLP on [x, omega]; `from_teacher` copies a 2-D MLP teacher's weights with a zero
-    column for omega, so training starts at the plain conditional model.  `at(omega)` gives the Model a
-    sampler runs; omega outside [omega_min, omega_max] (the trained range) raises.
-    """
-
-    def __init__(self, schedule: Schedule, kind: str, n_classes: int, omega_range: tuple[float, float],
-                 dim: int = 2, hidden: int = 128, depth: int = 3):
-        super().__init__()
-        check_choice(kind, KINDS, "prediction kind")
-        lo, hi = (float(v) for v in omega_range)
-        if not lo < hi:
-            raise ValueError(f"omega_range must be (lo, hi) with lo < hi, got {omega_range}")
-        self.net = nets.MLP(dim + 1, hidden, depth, n_classes=n_classes, out_dim=dim)
-        self.schedule, self.kind, self.n_classes, self.omega_range, self.dim = schedule, kind, n_classes, (lo, hi), dim
+    omega_range: tuple[float, float]
 
     def check_omega(self, omega: Any) -> torch.Tensor:
         om = torch.as_tensor(omega, dtype=torch.float64)
@@ -227,15 +214,42 @@ class GuidedStudent(nn.Module):
                              f"1 = conditional), got {om.tolist()}; train a student on a wider range for it")
         return om
 
-    def forward(self, x_t: torch.Tensor, t: Any, c: Any, omega: Any) -> torch.Tensor:
-        om = self.check_omega(omega).to(x_t.dtype)
-        om = om.expand(x_t.shape[0]) if om.dim() == 0 else om
-        return self.net(torch.cat([x_t, om[:, None]], 1), t, c)
+    def _batch_omega(self, omega: Any, x_t: torch.Tensor) -> torch.Tensor:
+        om = self.check_omega(omega).to(x_t.dtype).to(x_t.device)
+        return om.expand(x_t.shape[0]) if om.dim() == 0 else om
 
     def at(self, omega: float) -> Model:
         """The student at a fixed omega, as a Model (one network evaluation per predict)."""
         self.check_omega(omega)
         return _AtOmega(self, float(omega))
+
+
+def _check_range(omega_range) -> tuple[float, float]:
+    lo, hi = (float(v) for v in omega_range)
+    if not lo < hi:
+        raise ValueError(f"omega_range must be (lo, hi) with lo < hi, got {omega_range}")
+    return lo, hi
+
+
+class GuidedStudent(_OmegaConditioned, nn.Module):
+    """An omega-conditioned student x_theta(x_t, t, c, omega) that reproduces CFG in ONE evaluation (§10.3.4).
+
+    The network is nets.MLP on [x, omega]; `from_teacher` copies a 2-D MLP teacher's weights with a zero
+    column for omega, so training starts at the plain conditional model.  `at(omega)` gives the Model a
+    sampler runs; omega outside [omega_min, omega_max] (the trained range) raises.
+    """
+
+    def __init__(self, schedule: Schedule, kind: str, n_classes: int, omega_range: tuple[float, float],
+                 dim: int = 2, hidden: int = 128, depth: int = 3):
+        nn.Module.__init__(self)
+        check_choice(kind, KINDS, "prediction kind")
+        self.net = nets.MLP(dim + 1, hidden, depth, n_classes=n_classes, out_dim=dim)
+        self.schedule, self.kind, self.n_classes, self.dim = schedule, kind, n_classes, dim
+        self.omega_range = _check_range(omega_range)
+
+    def forward(self, x_t: torch.Tensor, t: Any, c: Any, omega: Any) -> torch.Tensor:
+        om = self._batch_omega(omega, x_t)
+        return self.net(torch.cat([x_t, om[:, None]], 1), t, c)
 
     def copy_teacher(self, teacher_net: nets.MLP) -> GuidedStudent:
         """Load a teacher MLP's weights (same hidden, depth, classes) with a zero input column for omega."""
@@ -254,6 +268,37 @@ class _AtOmega(Model):
         if c is None:
             raise ValueError("the guided student needs a class label c")
         return self.student(x_t, t, c, self.omega)
+
+
+class GuidedUNetStudent(_OmegaConditioned, nn.Module):
+    """Guided PD stage 1 for images (§10.3.4): a U-Net x_theta(x_t, t, c, omega), ONE evaluation per step.
+
+    The network is nets.UNet.grow(teacher_unet, 1): the teacher's weights plus one extra scalar condition,
+    u = (omega - omega_min) / (omega_max - omega_min) in [0, 1], whose embedding starts at zero effect, so the
+    untrained student is the plain conditional teacher.  Its raw output is of the teacher's `kind`.
+    """
+
+    def __init__(self, net: nets.UNet, schedule: Schedule, kind: str, n_classes: int,
+                 omega_range: tuple[float, float]):
+        nn.Module.__init__(self)
+        check_choice(kind, KINDS, "prediction kind")
+        if not isinstance(net, nets.UNet) or net.config.get("extra") != 1:
+            raise ValueError("net must be a nets.UNet with extra = 1 (nets.UNet.grow(teacher_unet, 1))")
+        self.net, self.schedule, self.kind, self.n_classes = net, schedule, kind, n_classes
+        self.omega_range = _check_range(omega_range)
+
+    @classmethod
+    def from_teacher(cls, teacher: Model, omega_range: tuple[float, float]) -> GuidedUNetStudent:
+        """A student that starts as `teacher` (a nets.Predictor around a class-conditional UNet)."""
+        net = getattr(teacher, "net", None)
+        if not isinstance(net, nets.UNet) or not net.config["n_classes"]:
+            raise TypeError("the teacher must be a nets.Predictor around a class-conditional nets.UNet")
+        return cls(nets.UNet.grow(net, 1), teacher.schedule, teacher.kind, net.config["n_classes"], omega_range)
+
+    def forward(self, x_t: torch.Tensor, t: Any, c: Any, omega: Any) -> torch.Tensor:
+        lo, hi = self.omega_range
+        u = (self._batch_omega(omega, x_t) - lo) / (hi - lo)                # omega -> [0, 1]
+        return self.net(x_t, as_time(t).to(x_t.dtype), c, u[:, None])
 
 
 # -- score distillation (VSD / DMD, SDS) ----------------------------------------------------------------

@@ -173,3 +173,50 @@ def test_guided_student_copied_from_teacher_is_the_conditional_model_and_checks_
     for i in range(6):
         want = dl.guidance.CFG(teacher, float(om[i]), 8).predict(x[i:i + 1], t, "velocity", c[i:i + 1])
         assert torch.allclose(got[i], want[0], atol=1e-5)
+
+
+def _small_unet_teacher(seed=0):
+    torch.manual_seed(seed)
+    net = dl.nets.UNet(1, 8, (1, 2), n_classes=3, emb=16, groups=4)
+    for p in net.parameters():                       # make every weight count (GroupNorm/zero inits otherwise)
+        p.data.add_(0.05 * torch.randn_like(p))
+    return dl.nets.Predictor(net, dl.schedules.get_schedule("vp"), "v")
+
+
+def test_guided_unet_student_starts_as_the_conditional_teacher_and_calls_the_net_once():
+    teacher = _small_unet_teacher()
+    stu = distill.GuidedUNetStudent.from_teacher(teacher, (1.0, 4.0))
+    x, c = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        for om in (1.0, 2.5, 4.0):
+            assert torch.allclose(stu.at(om).predict(x, 0.4, "x0", c), teacher.predict(x, 0.4, "x0", c), atol=1e-6)
+        # network rows evaluated: one per sample and evaluation for the student; CFG adds the null-label rows
+        rows = {"stu": 0, "teacher": 0}
+
+        def counter(key):
+            return lambda mod, args, out: rows.__setitem__(key, rows[key] + args[0].shape[0])
+        h1, h2 = stu.net.register_forward_hook(counter("stu")), teacher.net.register_forward_hook(counter("teacher"))
+        dl.samplers.solve(stu.at(2.0), x, nfe=4, method="dpmpp_2m", c=c)
+        dl.samplers.solve(dl.guidance.CFG(teacher, 2.0, 3), x, nfe=4, method="dpmpp_2m", c=c)
+        h1.remove(), h2.remove()
+    assert rows == {"stu": 4 * 6, "teacher": 2 * 4 * 6}
+
+
+def test_guided_unet_student_maps_omega_to_the_unit_interval_and_refuses_outside_its_range():
+    teacher = _small_unet_teacher()
+    stu = distill.GuidedUNetStudent.from_teacher(teacher, (1.0, 4.0))
+    seen = []
+    h = stu.net.embed.register_forward_hook(lambda mod, args, out: seen.append(args[3].clone()))
+    with torch.no_grad():
+        stu(torch.zeros(3, 1, 8, 8), 0.5, torch.tensor([0, 1, 2]), torch.tensor([1.0, 2.5, 4.0]))
+    h.remove()
+    assert torch.allclose(seen[0].flatten(), torch.tensor([0.0, 0.5, 1.0]))
+    for bad in (0.5, 4.5, float("nan")):
+        with pytest.raises(ValueError, match=r"trained range \[1, 4\]"):
+            stu.at(bad)
+    with pytest.raises(TypeError, match="class-conditional"):
+        distill.GuidedUNetStudent.from_teacher(MIX.model(SCHEDULES["vp"]), (1.0, 4.0))
+    with pytest.raises(ValueError, match="extra = 1"):
+        distill.GuidedUNetStudent(teacher.net, teacher.schedule, "v", 3, (1.0, 4.0))
+    with pytest.raises(ValueError, match="lo < hi"):
+        distill.GuidedUNetStudent.from_teacher(teacher, (2.0, 2.0))

@@ -10,13 +10,15 @@ from dpm_lab.recipes import distill as rd
 
 NAMES = ["kd_moons", "kd_8g_to_moons", "pd_moons", "pd_8g_to_moons", "vsd_moons", "vsd_8g", "vsd_8g_small_t",
          "sds_8g", "gpd_8g"]
+IMAGE_NAMES = ["kd_mnist5k", "pd_mnist5k_4", "pd_mnist5k_2", "pd_mnist5k_1", "gpd_mnist5k"]
 
 
 def test_recipes_are_registered_and_checkpoints_are_small():
     manifest = dl.store.read_manifest(dl.store.zoo_dir())
-    for name in NAMES:
+    for name in NAMES + IMAGE_NAMES:
         assert dl.zoo.get(name).builder == rd.BUILDER
-        assert manifest[name]["bytes"] < 1_000_000, name
+        assert manifest[name]["bytes"] < (1_000_000 if name in NAMES else 2_500_000), name
+        assert manifest[name].get("train_cpu_seconds", 0) < 15 * 60 or name in NAMES, name
 
 
 def _z(n=500, seed=0, teacher="moons_vp_x0"):
@@ -45,7 +47,7 @@ def test_pd_rounds_refuse_a_step_count_they_do_not_have():
 
 
 def test_few_step_entries_cover_both_data_sets_and_refuse_other_nfe():
-    entries = rd.few_step_entries()
+    entries = [e for e in rd.few_step_entries() if e["data"] != "mnist5k"]
     assert {e["data"] for e in entries} == {"moons", "8g_to_moons"}
     assert {(e["data"], e["method"]) for e in entries} >= {("moons", "KD"), ("moons", "PD"), ("8g_to_moons", "KD"),
                                                           ("8g_to_moons", "PD"), ("moons", "VSD/DMD")}
@@ -80,16 +82,52 @@ def test_guided_student_is_closer_to_cfg_than_the_plain_conditional_model():
         student.at(6.0)
 
 
-@pytest.mark.parametrize("name", NAMES)
+def test_image_entries_sample_digits_of_the_requested_labels_and_refuse_other_nfe():
+    entries = {e["method"]: e for e in rd.few_step_entries() if e["data"] == "mnist5k"}
+    assert set(entries) == {"KD", "PD (DDIM on its grid)", "guided PD st. 1 (DPM-Solver++(2M), 1 call/NFE)"}
+    assert entries["PD (DDIM on its grid)"]["nfes"] == (1, 2, 4)
+    labels = torch.tensor([3, 1, 4, 1])
+    for e in entries.values():
+        assert e["train_s"] > 0
+        a = e["sample"](4, 1, torch.Generator().manual_seed(2), labels)
+        b = e["sample"](4, 1, torch.Generator().manual_seed(2), labels)
+        assert a.shape == (4, 1, 28, 28) and torch.equal(a, b) and a.abs().max() <= 1
+        with pytest.raises(ValueError, match="nfe"):
+            e["sample"](4, 3, None, labels)
+    pd = entries["PD (DDIM on its grid)"]
+    rounds = ("pd_mnist5k_4", "pd_mnist5k_2", "pd_mnist5k_1")
+    assert abs(pd["train_s"] - sum(rd._train_s(n) for n in rounds)) < 1e-6          # the whole pipeline's cost
+
+
+@torch.no_grad()
+def test_guided_digit_student_is_closer_to_cfg_than_the_conditional_model_with_half_the_calls():
+    teacher, student = dl.zoo.load("mnist5k_cond"), dl.zoo.load("gpd_mnist5k")
+    g = torch.Generator().manual_seed(5)
+    x0, c = dl.images.load_mnist5k("heldout")
+    x0, c = x0[:64], c[:64]
+    for om, t in ((2.0, 0.5), (3.5, 0.8)):
+        co = teacher.schedule.coeffs(torch.tensor(t, dtype=torch.float64))
+        x_t = float(co.alpha) * x0 + float(co.sigma) * torch.randn(x0.shape, generator=g)
+        cfg = dl.guidance.CFG(teacher, om, 10).predict(x_t, t, "x0", c)
+        err_s = (student.at(om).predict(x_t, t, "x0", c) - cfg).flatten(1).norm(dim=1).mean()
+        err_c = (teacher.predict(x_t, t, "x0", c) - cfg).flatten(1).norm(dim=1).mean()
+        assert err_s < 0.5 * err_c, (om, t)
+    with pytest.raises(ValueError, match=r"trained range \[1, 4\]"):
+        student.at(4.5)
+
+
+@pytest.mark.parametrize("name", NAMES + IMAGE_NAMES)
 def test_every_trainer_runs_a_few_steps(name):
     r = dl.zoo.get(name)
     spec = dict(r.spec)
     if "train" in spec:
-        spec["train"] = {**spec["train"], "steps": 3}
+        spec["train"] = {**spec["train"], "steps": 3, **({"batch": 4} if name in IMAGE_NAMES else {})}
     else:
         spec["steps"] = 3
     if "n_pairs" in spec:
-        spec["n_pairs"] = 64
+        spec["n_pairs"] = 64 if name in NAMES else 8
+    if "teacher_nfe" in spec:
+        spec["teacher_nfe"] = 2
     r2 = dataclasses.replace(r, spec=spec)
     model = r2.new_model()
     info = r2.trainer(model, r2, device="cpu", progress=False)

@@ -26,14 +26,16 @@ import time
 import torch
 from torch import nn
 
-from .. import datasets, distill, losses, samplers, store, zoo
+from .. import datasets, distill, images, losses, nets, samplers, store, zoo
+from ..guidance import CFG
 from ..schedules import get_schedule
 from ..train import fit, lr_at
 from ..utils import randn
 from ..zoo import Recipe, register
 
 __all__ = ["BUILDER", "PDRounds", "ScoreDistilled", "DISTILL_RECIPES", "retrain", "teacher_noise", "few_step_entries",
-           "SNAP_TIMES", "N_TEACHER"]
+           "SNAP_TIMES", "N_TEACHER", "image_entries", "image_teacher_field", "image_teacher_endpoints", "kd_image_map",
+           "image_pd_grid", "IMAGE_TEACHER", "IMAGE_OMEGA", "IMAGE_NULL", "IMAGE_N_TEACHER"]
 
 BUILDER = "distill/1"
 N_TEACHER = 64                     # the teacher's DDIM steps every flow-map student distils
@@ -292,6 +294,162 @@ def _gpd_trainer(model: distill.GuidedStudent, recipe: Recipe, *, device, progre
     return {"final_loss": round(recs[-1].ema_loss, 5)}
 
 
+# -- MNIST-5k students of the guided teacher ----------------------------------------------------------------------
+IMAGE_TEACHER, IMAGE_OMEGA, IMAGE_NULL = "mnist5k_cond", 2.0, 10     # every image student distils CFG(teacher, 2)
+IMAGE_SHAPE = (1, 28, 28)
+IMAGE_KD_NFE = 12                  # DPM-Solver++(2M) evaluations of the guided teacher per KD pair
+IMAGE_N_TEACHER = 16               # the guided teacher's DDIM steps the first PD round distils
+
+
+def image_teacher_field():
+    """The guided field every MNIST-5k student distils: CFG(mnist5k_cond, omega = 2) on the whole path (§8.3)."""
+    return CFG(zoo.load(IMAGE_TEACHER), IMAGE_OMEGA, IMAGE_NULL)
+
+
+def image_teacher_endpoints(x_T: torch.Tensor, labels: torch.Tensor, nfe: int = IMAGE_KD_NFE, *, batch: int = 256,
+                            progress: bool = False) -> torch.Tensor:
+    """The guided teacher's PF-ODE endpoints from x_T (DPM-Solver++(2M), nfe evaluations, clamped to [-1, 1])."""
+    field, out = image_teacher_field(), []
+    starts = range(0, x_T.shape[0], batch)
+    if progress:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc="teacher endpoints")
+    with torch.no_grad():
+        for i in starts:
+            out.append(samplers.solve(field, x_T[i:i + batch], nfe=nfe, method="dpmpp_2m",
+                                      c=labels[i:i + batch]).clamp(-1, 1))
+    return torch.cat(out)
+
+
+def _image_student(spec: dict) -> nn.Module:
+    return zoo.get(IMAGE_TEACHER).new_model()
+
+
+def _mnist(split: str):
+    return images.load_mnist5k(split)
+
+
+def kd_image_map(student, x_T: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The KD student's one-step map G(x_T) = x0_theta(x_T, t = 1, c): ONE evaluation (DDIM from 1 to 0)."""
+    return samplers.solve(student, x_T, [1.0, 0.0], "ddim", c=labels)
+
+
+def _kd_image_trainer(model, recipe: Recipe, *, device, progress: bool) -> dict:
+    spec = recipe.spec
+    model.load_state_dict(zoo.load(IMAGE_TEACHER).state_dict())
+    g = torch.Generator().manual_seed(spec["seed"] + 1000)
+    n = spec["n_pairs"]
+    x_T, labels = randn((n, *IMAGE_SHAPE), generator=g), torch.arange(n) % 10
+    x_end = image_teacher_endpoints(x_T, labels, spec["teacher_nfe"], progress=progress)
+    pairs = torch.cat([x_T, x_end], 1)                     # (n, 2, 28, 28): channel 0 the noise, 1 the endpoint
+
+    def loss(student, xy, c, *, generator=None):          # ||G(x_T) - teacher endpoint||^2 (§10.1.2)
+        pred = student.predict(xy[:, :1], 1.0, "x0", c)
+        return ((pred - xy[:, 1:]) ** 2).flatten(1).sum(1)
+
+    recs = list(fit(model, loss, (pairs, labels), seed=spec["seed"], device=device, progress=progress,
+                    log_every=max(1, spec["train"]["steps"] // 20), **spec["train"]))
+    return {"final_loss": round(recs[-1].ema_loss, 5)}
+
+
+def _image_pd_teacher(spec: dict):
+    """The first teacher of an image PD recipe: the guided field, or the student of an earlier recipe."""
+    if spec["teacher"] == IMAGE_TEACHER:
+        return image_teacher_field(), zoo.load(IMAGE_TEACHER).state_dict()
+    prev = zoo.load(spec["teacher"])
+    return prev, prev.state_dict()
+
+
+def image_pd_grid(n: int) -> list[float]:
+    """The n-step grid of an image PD student, nested in the guided teacher's IMAGE_N_TEACHER-step DDIM grid."""
+    return distill.pd_grid(get_schedule("vp"), IMAGE_N_TEACHER, n)
+
+
+def _image_pd_round(student, teacher, n: int, spec: dict, *, device, progress: bool) -> float:
+    """Distil `teacher` (2n steps) into `student` (n steps) on noised MNIST-5k training digits and their labels."""
+    fine = torch.tensor(image_pd_grid(2 * n), dtype=torch.float64)
+
+    def loss(model, x0, c, *, generator=None):
+        k = torch.randint(0, n, (x0.shape[0],), generator=generator)
+        s, u, t = fine[2 * k], fine[2 * k + 1], fine[2 * k + 2]
+        co = model.schedule.coeffs(s)
+        x_s = (co.alpha.float()[:, None, None, None] * x0
+               + co.sigma.float()[:, None, None, None] * randn(x0.shape, generator=generator))
+        return distill.pd_loss(model, teacher, x_s, s, u, t, c)
+
+    recs = list(fit(student, loss, _mnist("train"), seed=spec["seed"] + n, device=device, progress=progress,
+                    log_every=max(1, spec["train"]["steps"] // 20), **spec["train"]))
+    return recs[-1].ema_loss
+
+
+def _pd_image_trainer(model, recipe: Recipe, *, device, progress: bool) -> dict:
+    """PD rounds from the recipe's teacher down to spec['steps'][-1] steps; the last round's student is kept."""
+    spec = recipe.spec
+    teacher, state = _image_pd_teacher(spec)
+    info = {"round_cpu_seconds": {}}
+    for n in spec["steps"]:
+        model.load_state_dict(state)                                  # warm start: the previous round's student
+        t0 = time.process_time()
+        info["final_loss"] = round(_image_pd_round(model, teacher, n, spec, device=device, progress=progress), 5)
+        info["round_cpu_seconds"][str(n)] = round(time.process_time() - t0, 1)
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        state = teacher.state_dict()
+    return info
+
+
+def _gpd_image_model(spec: dict) -> distill.GuidedUNetStudent:
+    return distill.GuidedUNetStudent.from_teacher(zoo.get(IMAGE_TEACHER).new_model(), tuple(spec["omega_range"]))
+
+
+def _gpd_image_trainer(model: distill.GuidedUNetStudent, recipe: Recipe, *, device, progress: bool) -> dict:
+    spec, teacher = recipe.spec, zoo.load(IMAGE_TEACHER)
+    model.net.load_state_dict(nets.UNet.grow(teacher.net, 1).state_dict())   # start as the conditional teacher
+    lo, hi = model.omega_range
+
+    def loss(student, x0, c, *, generator=None):        # ||x_theta(x_t, t, c, omega) - CFG_omega(x_t, t, c)||^2
+        n = x0.shape[0]
+        t = torch.rand(n, generator=generator, dtype=torch.float64).clamp(1e-3, 1.0)
+        om = lo + (hi - lo) * torch.rand(n, generator=generator)
+        co = student.schedule.coeffs(t)
+        x_t = (co.alpha.float()[:, None, None, None] * x0
+               + co.sigma.float()[:, None, None, None] * randn(x0.shape, generator=generator))
+        with torch.no_grad():
+            target = distill.guided_target(teacher, x_t, t, c, om, IMAGE_NULL, student.kind)
+        return ((student(x_t, t, c, om) - target) ** 2).flatten(1).sum(1)
+
+    recs = list(fit(model, loss, _mnist("train"), seed=spec["seed"], device=device, progress=progress,
+                    log_every=max(1, spec["train"]["steps"] // 20), **spec["train"]))
+    return {"final_loss": round(recs[-1].ema_loss, 5)}
+
+
+def _register_images() -> list[Recipe]:
+    img = {"batch": 32, "lr_schedule": "cosine", "clip": 1.0, "warmup": 20}
+    out = [register(Recipe(
+        "kd_mnist5k", BUILDER, {"kind": "kd_image", "teacher": IMAGE_TEACHER, "omega": IMAGE_OMEGA,
+                                "n_pairs": 2048, "teacher_nfe": IMAGE_KD_NFE, "seed": 0,
+                                "train": {**img, "batch": 64, "steps": 800, "lr": 3e-4, "ema": 0.99}},
+        _image_student, _nodata, _noloss, shape=IMAGE_SHAPE, n_classes=10, trainer=_kd_image_trainer,
+        description=f"KD one-step student of CFG(mnist5k_cond, omega 2): 2048 (x_T, DPM-Solver++(2M) "
+                    f"{IMAGE_KD_NFE}-NFE endpoint) pairs"))]
+    for name, teacher, steps, n_train, what in (
+            ("pd_mnist5k_4", IMAGE_TEACHER, [8, 4], 450, "16 -> 8 -> 4 steps from CFG(mnist5k_cond, omega 2)'s DDIM"),
+            ("pd_mnist5k_2", "pd_mnist5k_4", [2], 700, "4 -> 2 steps (teacher: pd_mnist5k_4)"),
+            ("pd_mnist5k_1", "pd_mnist5k_2", [1], 700, "2 -> 1 step (teacher: pd_mnist5k_2)")):
+        out.append(register(Recipe(
+            name, BUILDER, {"kind": "pd_image", "teacher": teacher, "omega": IMAGE_OMEGA, "steps": steps,
+                            "n_teacher": IMAGE_N_TEACHER, "seed": 0,
+                            "train": {**img, "steps": n_train, "lr": 2e-4, "ema": 0.99}},
+            _image_student, _nodata, _noloss, shape=IMAGE_SHAPE, n_classes=10, trainer=_pd_image_trainer,
+            description=f"progressive distillation on MNIST-5k, {what}")))
+    out.append(register(Recipe(
+        "gpd_mnist5k", BUILDER, {"kind": "gpd_image", "teacher": IMAGE_TEACHER, "omega_range": [1.0, 4.0], "seed": 0,
+                                 "train": {**img, "steps": 1300, "lr": 3e-4, "ema": 0.995}},
+        _gpd_image_model, _nodata, _noloss, shape=IMAGE_SHAPE, n_classes=10, trainer=_gpd_image_trainer,
+        description="guided PD stage 1 on MNIST-5k: an omega-conditioned U-Net (UNet.grow) of mnist5k_cond's CFG, "
+                    "omega in [1, 4], one evaluation per step")))
+    return out
+
+
 # -- registration ---------------------------------------------------------------------------------------------------
 _TRAIN = {"batch": 256, "lr_schedule": "cosine", "clip": 1.0}
 
@@ -340,7 +498,7 @@ def _register_all() -> list[Recipe]:
     return out
 
 
-DISTILL_RECIPES = _register_all()
+DISTILL_RECIPES = _register_all() + _register_images()
 
 
 def retrain(name: str, *, progress: bool = True) -> nn.Module:
@@ -353,7 +511,9 @@ def retrain(name: str, *, progress: bool = True) -> nn.Module:
 
 # -- the few-step bake-off (chapter 11) --------------------------------------------------------------------------
 def _train_s(name: str) -> float:
-    return float(store.read_manifest(store.zoo_dir()).get(name, {}).get("train_seconds", float("nan")))
+    """The recipe's training time: one-thread CPU seconds where the zoo recorded them, else wall seconds."""
+    entry = store.read_manifest(store.zoo_dir()).get(name, {})
+    return float(entry.get("train_cpu_seconds", entry.get("train_seconds", float("nan"))))
 
 
 def _entry(data: str, method: str, name: str, run, nfes: tuple[int, ...]) -> dict:
@@ -384,4 +544,47 @@ def few_step_entries() -> list[dict]:
             m, z, distill.pd_grid(m.schedule, N_TEACHER, 1), "ddim"), (1,)))
         out.append(_entry(data, "PD", f"pd_{data}", lambda m, z, nfe: m.sample(z, nfe), (1, 2, 4)))
     out.append(_entry("moons", "VSD/DMD", "vsd_moons", lambda m, z, nfe: m.sample(z), (1,)))
+    return out + image_entries()
+
+
+def _image_entry(method: str, names: dict[int, str], run) -> dict:
+    """A bake-off row on MNIST-5k: sample(n, nfe, generator, labels) -> (n, 1, 28, 28) in [-1, 1]."""
+    cache = {}
+
+    def sample(n: int, nfe: int, generator: torch.Generator | None = None, labels=None) -> torch.Tensor:
+        if nfe not in names:
+            raise ValueError(f"{method} on mnist5k runs with nfe in {sorted(names)}, got nfe={nfe!r}")
+        if nfe not in cache:
+            cache[nfe] = zoo.load(names[nfe])
+        labels = torch.arange(n) % 10 if labels is None else torch.as_tensor(labels).long()
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+        x_T = randn((n, *IMAGE_SHAPE), generator=generator)
+        with torch.no_grad():
+            return torch.cat([run(cache[nfe], x_T[i:i + 500], nfe, labels[i:i + 500]).clamp(-1, 1)
+                              for i in range(0, n, 500)])
+
+    return {"data": "mnist5k", "method": method, "sample": sample, "nfes": tuple(sorted(names)),
+            "train_s": sum(_train_s(v) for v in set(names.values())), "zoo": sorted(set(names.values()))}
+
+
+GPD_NFES = (1, 2, 4, 50)
+
+
+def image_entries() -> list[dict]:
+    """The MNIST-5k rows of the bake-off, for the students that are in the zoo (every one distils
+    CFG(mnist5k_cond, omega = 2)).  PD's nfe picks the round; its train_s sums the rounds' recipes.  The guided
+    student runs DPM-Solver++(2M) at omega = 2 with ONE network call per evaluation (CFG makes two)."""
+    built = store.read_manifest(store.zoo_dir())
+    out = []
+    if "kd_mnist5k" in built:
+        out.append(_image_entry("KD", {1: "kd_mnist5k"}, lambda m, z, nfe, c: kd_image_map(m, z, c)))
+    pd = {n: f"pd_mnist5k_{n}" for n in (4, 2, 1) if f"pd_mnist5k_{n}" in built}
+    if pd:
+        out.append(_image_entry("PD (DDIM on its grid)", pd,
+                                lambda m, z, nfe, c: samplers.solve(m, z, image_pd_grid(nfe), "ddim", c=c)))
+    if "gpd_mnist5k" in built:
+        out.append(_image_entry("guided PD st. 1 (DPM-Solver++(2M), 1 call/NFE)", dict.fromkeys(GPD_NFES, "gpd_mnist5k"),
+                                lambda m, z, nfe, c: samplers.solve(m.at(IMAGE_OMEGA), z, nfe=nfe, method="dpmpp_2m",
+                                                                    c=c)))
     return out

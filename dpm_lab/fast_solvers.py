@@ -43,11 +43,26 @@ __all__ = ["LOWER_ORDER_FINAL_BELOW", "MAX_STEP_RATIO", "MAX_H_ORDER3", "FAST_SO
            "taylor_from_history",
            "dpm_solver_1_step", "dpm_solver_2_step", "dpm_solver_3_step", "dpm_solver_step", "deis_step",
            "dpmpp_2s_step", "dpmpp_2m_step", "dpmpp_3m_step", "edm_step", "multistep_plan", "singlestep_plan",
-           "PicardResult", "paradigms", "euler_path"]
+           "PicardResult", "paradigms", "euler_path", "fitted_order"]
 
 LOWER_ORDER_FINAL_BELOW = 15   # runs with fewer steps lower the order of their final steps (diffusers' rule)
 MAX_STEP_RATIO = 2.0           # a multistep step longer than this many previous steps (in lambda) uses order 1
 MAX_H_ORDER3 = 1.0             # third-order multistep terms only on steps of at most this length in lambda
+
+
+# -- measuring an order ---------------------------------------------------------------------------------
+def fitted_order(nfes, errors) -> float:
+    """The measured order p: minus the least-squares slope of log(error) against log(NFE).
+
+    Fit it in the asymptotic window, where the leading error term C NFE^-p dominates (§9.6).
+    Args: nfes, errors: equal-length sequences of positive numbers (at least two).
+    """
+    nfes, errors = [float(v) for v in nfes], [float(v) for v in errors]
+    if len(nfes) != len(errors) or len(nfes) < 2 or min(nfes + errors) <= 0:
+        raise ValueError(f"fitted_order needs >= 2 positive (nfe, error) pairs of equal length, got {nfes} and {errors}")
+    lx, ly = [math.log(v) for v in nfes], [math.log(v) for v in errors]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return -sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
 
 
 # -- the exact kernel integrals and the history polynomial ---------------------------------------------

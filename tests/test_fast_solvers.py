@@ -156,3 +156,18 @@ def test_picard_rejects_bad_input():
         fs.paradigms(model, x, list(grid)[::-1])
     with pytest.raises(RuntimeError, match="no convergence"):
         fs.paradigms(model, x, grid, tol=0.0, max_sweeps=3)
+
+
+def test_fitted_order_reads_the_slope_of_a_power_law():
+    import numpy as np
+
+    from dpm_lab.fast_solvers import fitted_order
+    nfes = [8, 16, 32, 64]
+    assert abs(fitted_order(nfes, [5.0 * n ** -2.0 for n in nfes]) - 2.0) < 1e-12
+    noisy = [3.0, 1.1, 0.2, 0.07]
+    assert abs(fitted_order(nfes, noisy) + np.polyfit(np.log(nfes), np.log(noisy), 1)[0]) < 1e-12
+    from dpm_lab.widgets import fitted_order as from_widgets
+    assert from_widgets is fitted_order                                 # still importable from the widget module
+    for bad in (([8], [1.0]), ([8, 16], [1.0]), ([8, 16], [1.0, 0.0])):
+        with pytest.raises(ValueError, match="fitted_order"):
+            fitted_order(*bad)

@@ -25,6 +25,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullLocator
 
 from .. import fast_solvers, metrics, samplers, viz
+from ..fast_solvers import fitted_order  # noqa: F401  (re-exported: the notebook and benchmarks use it from here)
 from ..gmm import GaussianMixture
 from ..grids import GRIDS, time_grid
 from ..schedules import EDM, RectifiedFlow, Schedule, VPLinear
@@ -51,18 +52,14 @@ def lab_schedules() -> dict[str, Schedule]:
     return {"VP": VPLinear(), "EDM": EDM(), "flow": RectifiedFlow()}
 
 
-def fitted_order(nfes, errors) -> float:
-    """The least-squares slope p of log error = c - p log NFE (the measured order)."""
-    return float(-np.polyfit(np.log(np.asarray(nfes, float)), np.log(np.asarray(errors, float)), 1)[0])
-
-
 def convergence(model, x_T: torch.Tensor, ref: torch.Tensor, method: str, nfes, *, spacing: str = "lambda",
                 t_max: float = 1.0, **opts: Any) -> list[float]:
     """Per-sample RMSE at t_min against `ref` of `method` run with each NFE budget (time_grid kind `spacing`).
 
     The run is samplers.solve on time_grid(schedule, steps_for_nfe(method, nfe), spacing, t_max=t_max); ref is the
     exact flow map of x_T from t_max to schedule.t_eps.  Used for the measured-order table of Ch. 9 (the notebook and
-    benchmarks/solvers.py --orders).
+    benchmarks/solvers.py --orders).  It lives here, not in fast_solvers, because it drives samplers, which is
+    built on fast_solvers (the layer table allows no cycle); fast_solvers.fitted_order reads the order off.
     """
     out = []
     for nfe in nfes:

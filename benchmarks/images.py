@@ -2,7 +2,8 @@
 DDIM, DPM-Solver++(2M) and Euler-Maruyama on the shipped zoo checkpoints, plus training throughput.
 
     OMP_NUM_THREADS=1 python benchmarks/images.py [--quick] [--n 500] [--nfe 10 20 50] [--omega 2.0]
-    OMP_NUM_THREADS=1 python benchmarks/images.py --solvers [--n 400] [--seeds 3]   # Ch. 9: every fast solver at NFE 5, 10, 20
+    OMP_NUM_THREADS=1 python benchmarks/images.py --solvers [--n 400] [--seeds 3] [--parts uncond why guided everywhere]
+                                                  [--solver-nfe 5 10 20]   # Ch. 9: every fast solver at NFE 5, 10, 20
 
 --solvers (Ch. 9) runs DDIM, DEIS, DPM-Solver-2, DPM-Solver++(2M) and DPM-Solver++(3M) on the
 zoo's mnist5k_uncond and mnist5k_cond (CFG omega 2 inside the lambda interval; DDIM and 2M also with CFG everywhere) at NFE 5, 10, 20 on the
@@ -70,18 +71,24 @@ CH9_SOLVERS = ("ddim", "deis", "dpm_solver_2", "dpmpp_2m", "dpmpp_3m")
 CH9_WHY = [("dpmpp_2s", None), ("dpm_solver_2", "lambda"), ("dpmpp_2m", "lambda")]
 
 
-def _cells(nfes, cond_models=("mnist5k_cond",), why=True):
-    """The runs (model, CFG interval, NFE, method, grid or None for the default) in the order they are most needed."""
-    first = [("mnist5k_uncond", None, nfe, m, None) for nfe in nfes for m in CH9_SOLVERS]
-    probes = [("mnist5k_uncond", None, nfe, m, g) for nfe in nfes if nfe <= 10 for m, g in CH9_WHY] if why else []
-    guided = [(c, INTERVAL, nfe, m, None) for c in cond_models for nfe in (10, 5, 20) if nfe in nfes
-              for m in CH9_SOLVERS]
-    everywhere = [(c, None, nfe, m, None) for c in cond_models for nfe in (10, 5, 20) if nfe in nfes
-                  for m in ("ddim", "dpmpp_2m")]
-    return first + probes + guided + everywhere
+PARTS = ("uncond", "why", "guided", "everywhere")
 
 
-def solver_table(n: int = 400, nfes=(5, 10, 20), omega: float = 2.0, seeds: int = 1, why: bool = True) -> None:
+def _cells(nfes, cond_models=("mnist5k_cond",), parts=PARTS):
+    """The runs (model, CFG interval, NFE, method, grid or None for the default), part by part in the order of `parts`:
+    uncond (every solver, unconditional), why (the intervention rows, NFE <= 10), guided (CFG inside the interval),
+    everywhere (CFG at every step, DDIM and 2M)."""
+    cells = {"uncond": [("mnist5k_uncond", None, nfe, m, None) for nfe in nfes for m in CH9_SOLVERS],
+             "why": [("mnist5k_uncond", None, nfe, m, g) for nfe in nfes if nfe <= 10 for m, g in CH9_WHY],
+             "guided": [(c, INTERVAL, nfe, m, None) for c in cond_models for nfe in nfes for m in CH9_SOLVERS],
+             "everywhere": [(c, None, nfe, m, None) for c in cond_models for nfe in nfes for m in ("ddim", "dpmpp_2m")]}
+    for p in parts:
+        if p not in cells:
+            raise ValueError(f"unknown part {p!r}; parts: {', '.join(PARTS)}")
+    return [cell for p in parts for cell in cells[p]]
+
+
+def solver_table(n: int = 400, nfes=(5, 10, 20), omega: float = 2.0, seeds: int = 1, parts=PARTS) -> None:
     """Ch. 9: FDD of every fast solver at NFE 5, 10, 20 on mnist5k_uncond and mnist5k_cond.
 
     Each cell is run with `seeds` noise draws (seed k: prior and sampler noise from seed 1 + 10 k, the
@@ -98,7 +105,7 @@ def solver_table(n: int = 400, nfes=(5, 10, 20), omega: float = 2.0, seeds: int 
           + "   per seed")
     print("-" * 110)
     models = {}
-    for name, interval, nfe, method, grid in _cells(nfes, why=why):
+    for name, interval, nfe, method, grid in _cells(nfes, parts=parts):
         model = models.setdefault(name, zoo.load(name))
         cond = zoo.recipe_of(model).n_classes > 0
         labels = torch.arange(n) % 10 if cond else None
@@ -130,11 +137,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mnist5k_cond", "digits8_cond", "mnist5k_uncond", "digits8_uncond"])
     parser.add_argument("--solvers", action="store_true", help="Ch. 9: every fast solver at NFE 5, 10, 20")
     parser.add_argument("--seeds", type=int, default=1, help="--solvers: noise draws per cell (mean +- std)")
-    parser.add_argument("--no-why", action="store_true", help="--solvers: skip the intervention rows")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), help=f"--solvers: which rows, in this order {PARTS}")
+    parser.add_argument("--solver-nfe", type=int, nargs="+", default=[5, 10, 20], help="--solvers: the NFEs")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.solvers:
-        solver_table(min(args.n, 1000) if args.n != 500 else 400, seeds=args.seeds, why=not args.no_why)
+        solver_table(min(args.n, 1000) if args.n != 500 else 400, nfes=args.solver_nfe, seeds=args.seeds, parts=args.parts)
         return
     n, nfes = (200, [10, 20]) if args.quick else (args.n, args.nfe)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, cpu; "

@@ -63,6 +63,7 @@ def explorers(only: list[str] | None = None) -> dict[str, tuple[str, object]]:
             "InverseExplorer": "dl.widgets.InverseExplorer()",
             "SolverLab": "dl.widgets.SolverLab()",
             "StepAnatomyExplorer": "dl.widgets.StepAnatomyExplorer()",
+            "EtaExplorer": "dl.widgets.EtaExplorer()",
             "FlowMapExplorer": "dl.widgets.FlowMapExplorer()",
             "GammaSamplingExplorer": "dl.widgets.GammaSamplingExplorer()",
             "CorruptionExplorer": "dl.widgets.CorruptionExplorer()",
@@ -110,7 +111,7 @@ def in_process(only: list[str] | None = None) -> list[dict]:
             if w.layout.display == "none":
                 continue                          # a hidden control (one option): nothing to time
             walls, cpus = [], []
-            if cname == "eta":
+            if cname == "eta" and "sampler" in ex.controls:
                 ex.update(sampler="ddim")        # eta is ddim's
             for v in sweep(w):
                 if w.disabled:

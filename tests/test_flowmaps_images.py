@@ -87,3 +87,22 @@ def test_sample_image_student_validates_its_input(teacher):
         rf.sample_image_student(f, 2, 1, labels=torch.tensor([3, 11]))
     with pytest.raises(ValueError, match="n must"):
         rf.sample_image_student(f, 0, 1)
+
+
+def test_two_time_loss_reads_the_teacher_step_as_the_target_at_t_equal_s_prime():
+    """With N = 1 every pair is s = 1, s' = 0, t = 0: the target is G(DDIM(x_1 -> 0), 0, 0) = the teacher's step,
+    so a student that returns the teacher's DDIM jump has zero loss."""
+    r = zoo.get("fm_mnist_ctm")
+    assert r.spec["param"] == "ctm" and isinstance(r.new_model().net, dl.nets.UNet)
+    x0, c = r.data(r.spec)
+    sched = zoo.get(rf.IMAGE_TEACHER).new_model().schedule
+    teacher = rf.image_teacher()
+    loss = dl.flowmaps.TwoTimeCDLoss(sched, teacher, N=1)
+
+    class TeacherJump(torch.nn.Module):
+        def forward(self, x, s, t, c=None):
+            s = torch.as_tensor(s, dtype=x.dtype).expand(x.shape[0])
+            t = torch.as_tensor(t, dtype=x.dtype).expand(x.shape[0])
+            return x if bool((s == t).all()) else dl.flowmaps._ddim_batch(teacher, x, s, t, sched, c)
+    value = loss(TeacherJump(), x0[:3], c[:3], generator=torch.Generator().manual_seed(0))
+    assert value.shape == (3,) and value.abs().max() < 1e-6

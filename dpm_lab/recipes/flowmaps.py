@@ -11,6 +11,8 @@ All on the linear path x_t = (1 - t) x0 + t eps ('flow' schedule, as the book's 
     fm_8g_mf_gap_pfm{25, 0}                 MeanFlow with every non-anchor pair at s - t >= 0.3 (the p_fm intervention)
     fm_moons_{cd, ct, ctm, mf}              two moons; CD's teacher: the zoo's moons_flow
     fm_8g2m_{cd, ct, ctm, mf}               eight Gaussians (t = 1) -> moons (t = 0); CD's teacher: 8g_to_moons
+    fm_8g2m_mfd, fm_8g2m_mfd3k              MeanFlow with the teacher's velocity (20000 / 3000 steps)
+    fm_mnist_{cd, ctm}                      MNIST-5k students of CFG(mnist5k_cond, 2), from the teacher's weights
 """
 from __future__ import annotations
 
@@ -113,6 +115,9 @@ def sample_student(model: flowmaps.FlowMap, n: int, nfe: int, *, gamma: float = 
         return flowmaps.gamma_sample(model, x_T, grid, model.schedule, gamma, generator, noise)
 
 
+_NOT_BENCHED = {"fm_8g2m_mfd3k"}      # the chapter's intervention partner (trained like fm_8g2m_mf), not a contender
+
+
 def few_step_entries() -> list[dict]:
     """Rows for benchmarks/few_step.py: {'data', 'method', 'sample'(n, nfe, generator), 'train_s'} for every
     moons / 8g_to_moons student whose checkpoint is in the zoo (the others are skipped), and the MNIST-5k
@@ -123,22 +128,25 @@ def few_step_entries() -> list[dict]:
     out = []
     for recipe in FLOWMAP_RECIPES:
         short = recipe.spec["short"]
-        if short not in ("moons", "8g2m") or recipe.name not in manifest:
+        if short not in ("moons", "8g2m") or recipe.name not in manifest or recipe.name in _NOT_BENCHED:
             continue
         method = recipe.spec["method"]
 
         def sample(n, nfe, generator=None, *, _name=recipe.name, _m=method, _src=recipe.spec["source"]):
             return sample_student(zoo.load(_name), n, nfe, gamma=GAMMA[_m], generator=generator, source=_src)
         out.append({"data": "moons" if short == "moons" else "8g_to_moons",
-                    "method": {"cd": "CD", "ct": "CT", "ctm": "CTM", "mf": "MeanFlow", "cct": "cCT"}[method],
+                    "method": {"cd": "CD", "ct": "CT", "ctm": "CTM", "mf": "MeanFlow", "cct": "cCT"}[method]
+                    + (" (distilled)" if recipe.spec["teacher"] and method != "cd" else ""),
                     "sample": sample, "train_s": _train_s(manifest[recipe.name])})
     for recipe in IMAGE_FLOWMAP_RECIPES:
         if recipe.name not in manifest:
             continue
 
-        def sample_img(n, nfe, generator=None, labels=None, *, _name=recipe.name):
-            return sample_image_student(zoo.load(_name), n, nfe, labels=labels, gamma=1.0, generator=generator)
-        out.append({"data": "mnist5k", "method": {"cd": "CD"}[recipe.spec["method"]] + " (gamma = 1)",
+        method = recipe.spec["method"]
+
+        def sample_img(n, nfe, generator=None, labels=None, *, _name=recipe.name, _g=IMAGE_GAMMA[method]):
+            return sample_image_student(zoo.load(_name), n, nfe, labels=labels, gamma=_g, generator=generator)
+        out.append({"data": "mnist5k", "method": f"{method.upper()} (gamma = {IMAGE_GAMMA[method]:g})",
                     "sample": sample_img, "train_s": _train_s(manifest[recipe.name]), "nfes": (1, 2, 4)})
     return out
 
@@ -151,6 +159,7 @@ def _train_s(entry: dict) -> float:
 # -- MNIST-5k students of the guided teacher (the bake-off's image rows) -------------------------------------
 IMAGE_TEACHER, IMAGE_OMEGA, NULL_LABEL = "mnist5k_cond", 2.0, 10   # = benchmarks/few_step.py's teacher
 IMAGE_BUILDER = "flowmaps_img/1"
+IMAGE_GAMMA = {"cd": 1.0, "ctm": 0.0}         # the sampler each image student is read with
 
 
 def _image_model(spec: dict) -> flowmaps.ImageFlowMap:
@@ -173,8 +182,10 @@ def image_teacher():
 
 
 def _image_loss(spec: dict):
-    """CD with one guided-teacher DDIM step, the squared distance averaged over pixels."""
-    base = flowmaps.CDLoss(get_schedule(**spec["schedule"]), image_teacher(), **spec["loss"])
+    """CD (or its two-time form for 'ctm') with one guided-teacher DDIM step, the squared distance averaged over
+    pixels."""
+    cls = flowmaps.TwoTimeCDLoss if spec["method"] == "ctm" else flowmaps.CDLoss
+    base = cls(get_schedule(**spec["schedule"]), image_teacher(), **spec["loss"])
     pixels = float(torch.tensor(spec["shape"]).prod())
 
     def loss(model, x0, c=None, *, generator=None):
@@ -193,11 +204,11 @@ def _image_trainer(model: flowmaps.ImageFlowMap, recipe: Recipe, *, device, prog
 def image_recipe(name: str, method: str = "cd", *, N: int = 12, steps: int = 1300, batch: int = 32, lr: float = 2e-4,
                  ema: float = 0.995, description: str = "") -> Recipe:
     """An MNIST-5k flow-map student of CFG(mnist5k_cond, 2): method 'cd' (consistency distillation, one
-    guided-teacher DDIM step, N intervals of [0, 1])."""
-    if method != "cd":
-        raise ValueError(f"image method must be 'cd', got {method!r}")
+    guided-teacher DDIM step, N intervals of [0, 1]) or 'ctm' (the two-time student on UNet.grow, TwoTimeCDLoss)."""
+    if method not in IMAGE_GAMMA:
+        raise ValueError(f"image method must be one of {sorted(IMAGE_GAMMA)}, got {method!r}")
     teacher = zoo.get(IMAGE_TEACHER)
-    spec = {"data": "mnist5k", "method": method, "param": "cm", "schedule": dict(teacher.spec["schedule"]),
+    spec = {"data": "mnist5k", "method": method, "param": "cm" if method == "cd" else "ctm", "schedule": dict(teacher.spec["schedule"]),
             "teacher": IMAGE_TEACHER, "omega": IMAGE_OMEGA, "shape": list(teacher.shape),
             "net": {"in_ch": 1, "base": teacher.spec["net"]["base"], "mults": list(teacher.spec["net"]["mults"]),
                     "n_classes": teacher.n_classes},
@@ -243,6 +254,12 @@ def _register_all() -> list[Recipe]:
                                          f"lambda_DM = 1"))
         out.append(fm_recipe(f"fm_{data}_mf", data, "mf", loss={"p_fm": 0.25},
                              description=f"{label}: MeanFlow, JVP target, p_fm = 0.25"))
+    # eight Gaussians -> moons, MeanFlow with the teacher's velocity instead of the one-point eps - x0: trained like
+    # fm_8g2m_mf (the chapter's intervention), and tuned for the bake-off (more steps, within 3 CPU-minutes)
+    for name, steps in (("fm_8g2m_mfd3k", 3000), ("fm_8g2m_mfd", 20000)):
+        out.append(fm_recipe(name, "8g2m", "mf", distill=True, loss={"p_fm": 0.25}, steps=steps,
+                             description=f"eight Gaussians -> moons: MeanFlow distilled (the 8g_to_moons teacher's "
+                                         f"velocity as v), p_fm = 0.25, {steps} steps"))
     out.append(fm_recipe("fm_8g_cct", "8g", "cct", description="eight Gaussians: continuous-time CT (JVP, "
                                                                   "tangent normalization)"))
     out.append(fm_recipe("fm_8g_mf_pfm0", "8g", "mf", loss={"p_fm": 0.0},
@@ -256,4 +273,7 @@ def _register_all() -> list[Recipe]:
 
 FLOWMAP_RECIPES = _register_all()
 IMAGE_FLOWMAP_RECIPES = [image_recipe("fm_mnist_cd", "cd", description="MNIST-5k: consistency distillation of "
-                                      "CFG(mnist5k_cond, omega = 2), one teacher DDIM step, N = 12, from the teacher")]
+                                      "CFG(mnist5k_cond, omega = 2), one teacher DDIM step, N = 12, from the teacher"),
+                         image_recipe("fm_mnist_ctm", "ctm", description="MNIST-5k: two-time (CTM-style) student of "
+                                      "CFG(mnist5k_cond, omega = 2) on UNet.grow(teacher, 1), one teacher DDIM step to "
+                                      "s' then its own jump to t <= s', N = 12, from the teacher")]

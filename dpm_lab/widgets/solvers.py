@@ -413,7 +413,7 @@ class EtaExplorer(Explorer):
     (W2 between two exact draws of the same size: mean +- std over `floor_pairs` pairs), and the RMS distance of
     each final sample to the exact PF-ODE end point of its own x_T (how far eta moves a sample away from the
     deterministic flow map).  Controls: eta (ETA_VALUES), nfe (ETA_NFES); they do not constrain each other.
-    Everything is computed in the constructor (about 2 s), so a change of a control only redraws.
+    Everything is computed in the constructor (a few seconds), so a change of a control only redraws.
     `update()` returns 'nfe', 'etas', 'w2' (len(etas),), 'dist_to_ode' (len(etas),), 'finals' {eta: (n, 2)},
     'paths' {eta: (nfe+1, n_paths, 2)}, 'exact' (n, 2), 'ode_end' (n, 2), 'floor' (mean, std), 'eta'.
     """

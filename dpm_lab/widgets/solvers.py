@@ -522,6 +522,7 @@ class EtaExplorer(Explorer):
         p = viz.to_numpy(data["paths"][eta])
         self._lines.set_segments(list(np.transpose(p, (1, 0, 2))))
         self._nodes.set_offsets(p.reshape(-1, 2))
+        self._nodes.set_sizes([3.0 if nfe <= 20 else 0.8])          # dense nodes would hide the exact paths
         self._fin.set_offsets(viz.to_numpy(data["finals"][eta]))
         i = ETA_VALUES.index(eta)
         self._w2_line.set_data(ETA_VALUES, data["w2"])

@@ -10,15 +10,22 @@ from exercise_suite import chapter_suite
 from dpm_lab.exercises import ch11
 
 
-def ct_target(x0, eps, sp, *, kind="right"):
-    tt = sp[:, None]
+def ct_target(x_s, eps, s, sp, *, kind="right"):
+    S, SP = s[:, None], sp[:, None]
+    x0 = (x_s - S * eps) / (1 - S)
+    if kind == "noscale":
+        x0 = x_s - S * eps
     if kind == "swap":
-        return tt * x0 + (1 - tt) * eps
+        return SP * x0 + (1 - SP) * eps
     if kind == "ve":
-        return x0 + tt * eps
+        return x0 + SP * eps
     if kind == "nonoise":
-        return (1 - tt) * x0
-    return (1 - tt) * x0 + tt * eps
+        return (1 - SP) * x0
+    if kind == "oldlevel":
+        return (1 - SP) * x0 + S * eps
+    if kind == "nomove":
+        return x_s
+    return (1 - SP) * x0 + SP * eps
 
 
 def cm_coeffs(s, sd, *, kind="right"):
@@ -65,6 +72,9 @@ WRONG = [
     ("ct_target", lambda *a: ct_target(*a, kind="swap"), ["swapped"]),
     ("ct_target", lambda *a: ct_target(*a, kind="ve"), ["VE/EDM path"]),
     ("ct_target", lambda *a: ct_target(*a, kind="nonoise"), ["noise term is missing"]),
+    ("ct_target", lambda *a: ct_target(*a, kind="noscale"), ["alpha_s = 1 - s"]),
+    ("ct_target", lambda *a: ct_target(*a, kind="oldlevel"), ["old level s"]),
+    ("ct_target", lambda *a: ct_target(*a, kind="nomove"), ["unchanged"]),
     ("ct_target", lambda *a: ct_target(*a).sum(0), ["shape"]),
     ("cm_coeffs", lambda *a: cm_coeffs(*a, kind="edm_x_over_alpha"), ["divide c_skip by alpha_s"]),
     ("cm_coeffs", lambda *a: cm_coeffs(*a, kind="s_as_sigma"), ["r = s / (1 - s)"]),

@@ -33,33 +33,45 @@ def _same_shape(got: Any, want: torch.Tensor, what: str) -> None:
         raise WrongAnswer(f"{what} should have shape {tuple(want.shape)}, yours has shape {a.shape}")
 
 
-# -- 1. the CT target (implement-and-reuse) ------------------------------------------------------------------------
-def _ct_target(x0: torch.Tensor, eps: torch.Tensor, s_prev: torch.Tensor) -> torch.Tensor:
-    return ct_ddim_target(x0, eps, s_prev, _FLOW)
+# -- 1. the CT target as a DDIM step (implement-and-reuse) ---------------------------------------------------------
+def _ct_target(x_s: torch.Tensor, eps: torch.Tensor, s: torch.Tensor, s_prev: torch.Tensor) -> torch.Tensor:
+    """One DDIM step s -> s' whose model predicts the noise eps that made x_s (the one-point estimate)."""
+    a_s, sg_s = (1 - s)[:, None], s[:, None]
+    x0_hat = (x_s - sg_s * eps) / a_s
+    return ct_ddim_target(x0_hat, eps, s_prev, _FLOW)
 
 
 @checker("ct_target", "11")
 def check_ct_target(fn: Any) -> tuple[bool, str]:
-    """fn(x0 (B, D), eps (B, D), s_prev (B,)) -> (B, D): the point at time s_prev that consistency training's
-    target network reads, for the pair (x0, eps) that made x_s."""
+    """fn(x_s (B, D), eps (B, D), s (B,), s_prev (B,)) -> (B, D): one DDIM step from s down to s_prev < s whose
+    model predicts the noise eps that made x_s (consistency training's one-point estimate), on the linear path."""
     x0, eps = example_pair(111, (5, 3))
-    sp = torch.tensor([0.0, 0.2, 0.45, 0.7, 0.95], dtype=torch.float64)
-    got = call(fn, x0, eps, sp)
-    want = _ct_target(x0, eps, sp)
+    s = torch.tensor([0.3, 0.5, 0.6, 0.8, 0.95], dtype=torch.float64)
+    sp = torch.tensor([0.0, 0.2, 0.45, 0.7, 0.5], dtype=torch.float64)
+    x_s = (1 - s)[:, None] * x0 + s[:, None] * eps
+    got = call(fn, x_s, eps, s, sp)
+    want = _ct_target(x_s, eps, s, sp)
     if close(got, want):
-        return True, ("(1 - s') x0 + s' eps: the DDIM step with the one-point score -eps/sigma_s lands exactly on "
-                      "the same pair's point at s'.")
-    _same_shape(got, want, "the target point")
-    a, tt = as_array(got), sp[:, None]
-    if close(a, tt * x0 + (1 - tt) * eps):
-        return False, "x0 and eps are swapped: in the course's time the data sit at t = 0, so x0 carries 1 - s'."
-    if close(a, x0 + tt * eps):
-        return False, ("that is the VE/EDM path x0 + s' eps; on the course's linear path the data are also scaled "
-                       "down, by alpha_{s'} = 1 - s'.")
-    if close(a, (1 - tt) * x0):
-        return False, "the noise term is missing: the target keeps the SAME eps that made x_s, at level s'."
-    if close(a, (1 - tt) * x0 + tt * x0):
-        return False, "the noise term uses x0; the point at s' mixes the data x0 and the SAME noise eps."
+        return True, ("the clean estimate is exactly x0, so the step lands on (1 - s') x0 + s' eps, the same pair's "
+                      "point one notch less noisy.")
+    _same_shape(got, want, "the step's result")
+    a, S, SP = as_array(got), s[:, None], sp[:, None]
+    if close(a, x_s):
+        return False, "you returned x_s unchanged: the step must move the point from time s to time s'."
+    if close(a, (1 - SP) * (x_s - S * eps) + SP * eps):
+        return False, ("the clean estimate x_s - s eps is not yet x0: on the linear path the data in x_s are also "
+                       "scaled by alpha_s = 1 - s; undo that scaling before re-noising.")
+    x0_hat = (x_s - S * eps) / (1 - S)
+    if close(a, (1 - SP) * x0_hat):
+        return False, ("the noise term is missing: DDIM keeps the predicted noise (here the same eps) and puts it back "
+                       "at level sigma_{s'} = s'.")
+    if close(a, SP * x0_hat + (1 - SP) * eps):
+        return False, "x0 and eps are swapped when you re-noise: in the course's time the data carry 1 - s' at s'."
+    if close(a, x0_hat + SP * eps):
+        return False, ("that re-noises on the VE/EDM path x0 + s' eps; on the course's linear path the data are also "
+                       "scaled down, by alpha_{s'} = 1 - s'.")
+    if close(a, (1 - SP) * x0_hat + S * eps):
+        return False, "the noise is put back at the old level s; at time s' it enters with sigma_{s'} = s'."
     return False, f"expected {fmt(want)}, got {fmt(got)}."
 
 

@@ -64,15 +64,16 @@ def test_image_cd_loss_is_per_sample_and_zero_for_the_exact_teacher_map():
     assert torch.equal(loss(Constant(), x0[:4], c[:4], generator=torch.Generator().manual_seed(0)), torch.zeros(4))
 
 
-def test_a_two_step_build_of_an_image_recipe_writes_a_loadable_student(tmp_path):
-    name = "fm_mnist_cd_tiny_test"
+@pytest.mark.parametrize("method", ["cd", "ctm"])
+def test_a_two_step_build_of_an_image_recipe_writes_a_loadable_student(tmp_path, method):
+    name = f"fm_mnist_{method}_tiny_test"
     if name not in zoo.names():
-        rf.image_recipe(name, "cd", N=4, steps=2, batch=2, description="test only")
+        rf.image_recipe(name, method, N=4, steps=2, batch=2, description="test only")
     zoo.build(name, root=tmp_path)
     entry = dl.store.read_manifest(tmp_path)[name]
     assert entry["train_cpu_seconds"] > 0 and entry["bytes"] < 2.5e6
     student = zoo.load(name, root=tmp_path)
-    x = rf.sample_image_student(student, 3, 2, generator=torch.Generator().manual_seed(0))
+    x = rf.sample_image_student(student, 3, 2, gamma=rf.IMAGE_GAMMA[method], generator=torch.Generator().manual_seed(0))
     assert x.shape == (3, 1, 28, 28) and x.abs().max() <= 1
     with pytest.raises(ValueError, match="method"):
         rf.image_recipe("fm_mnist_bad", "mf")

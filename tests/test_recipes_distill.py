@@ -132,3 +132,20 @@ def test_every_trainer_runs_a_few_steps(name):
     model = r2.new_model()
     info = r2.trainer(model, r2, device="cpu", progress=False)
     assert "final_loss" in info
+
+
+@torch.no_grad()
+def test_digit_pd_students_are_closer_to_the_guided_teachers_map_than_its_own_ddim():
+    """Map error (RMS per pixel) against CFG(mnist5k_cond, 2)'s 16-step DDIM map, from the same noise."""
+    field, labels = rd.image_teacher_field(), torch.arange(20) % 10
+    z = torch.randn(20, 1, 28, 28, generator=torch.Generator().manual_seed(6))
+
+    def run(model, n):
+        return dl.samplers.solve(model, z, rd.image_pd_grid(n), "ddim", c=labels)
+
+    def err(x):
+        return float(((x - ref) ** 2).flatten(1).mean(1).sqrt().mean())
+    ref = run(field, 16)
+    for n in (4, 2, 1):
+        assert err(run(dl.zoo.load(f"pd_mnist5k_{n}"), n)) < 0.7 * err(run(field, n)), n
+    assert err(rd.kd_image_map(dl.zoo.load("kd_mnist5k"), z, labels)) < 0.7 * err(run(field, 1))

@@ -147,5 +147,5 @@ def test_digit_pd_students_are_closer_to_the_guided_teachers_map_than_its_own_dd
         return float(((x - ref) ** 2).flatten(1).mean(1).sqrt().mean())
     ref = run(field, 16)
     for n in (4, 2, 1):
-        assert err(run(dl.zoo.load(f"pd_mnist5k_{n}"), n)) < 0.7 * err(run(field, n)), n
+        assert err(run(dl.zoo.load(f"pd_mnist5k_{n}"), n)) < 0.8 * err(run(field, n)), n
     assert err(rd.kd_image_map(dl.zoo.load("kd_mnist5k"), z, labels)) < 0.7 * err(run(field, 1))

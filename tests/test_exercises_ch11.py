@@ -25,6 +25,12 @@ def ct_target(x_s, eps, s, sp, *, kind="right"):
         return (1 - SP) * x0 + S * eps
     if kind == "nomove":
         return x_s
+    if kind == "x0only":
+        return x0
+    if kind == "precedence":
+        return (1 - SP) * (x_s - S * eps / (1 - S)) + SP * eps
+    if kind == "nobroadcast":
+        return (1 - sp) * ((x_s - s * eps) / (1 - s)) + sp * eps
     return (1 - SP) * x0 + SP * eps
 
 
@@ -76,6 +82,9 @@ WRONG = [
     ("ct_target", lambda *a: ct_target(*a, kind="oldlevel"), ["old level s"]),
     ("ct_target", lambda *a: ct_target(*a, kind="nomove"), ["unchanged"]),
     ("ct_target", lambda *a: ct_target(*a).sum(0), ["shape"]),
+    ("ct_target", lambda *a: ct_target(*a, kind="x0only"), ["clean estimate itself"]),
+    ("ct_target", lambda *a: ct_target(*a, kind="precedence"), ["precedence slip"]),
+    ("ct_target", lambda *a: ct_target(*a, kind="nobroadcast"), ["s[:, None]"]),
     ("cm_coeffs", lambda *a: cm_coeffs(*a, kind="edm_x_over_alpha"), ["divide c_skip by alpha_s"]),
     ("cm_coeffs", lambda *a: cm_coeffs(*a, kind="s_as_sigma"), ["r = s / (1 - s)"]),
     ("cm_coeffs", lambda *a: cm_coeffs(*a, kind="swapped"), ["c_skip(0) = 1"]),

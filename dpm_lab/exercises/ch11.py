@@ -49,7 +49,15 @@ def check_ct_target(fn: Any) -> tuple[bool, str]:
     s = torch.tensor([0.3, 0.5, 0.6, 0.8, 0.95], dtype=torch.float64)
     sp = torch.tensor([0.0, 0.2, 0.45, 0.7, 0.5], dtype=torch.float64)
     x_s = (1 - s)[:, None] * x0 + s[:, None] * eps
-    got = call(fn, x_s, eps, s, sp)
+    try:
+        got = call(fn, x_s, eps, s, sp)
+    except RuntimeError as err:
+        if "must match the size" not in str(err):
+            raise
+        # times of shape (B,) against points of shape (B, D): B = 5 and D = 3 do not broadcast
+        return False, ("the times s and s' have shape (B,) = (5,) but the points have shape (B, D) = (5, 3), so "
+                       "PyTorch cannot multiply them (it lines up the last axes); make each time a column first, "
+                       "s[:, None] (shape (B, 1)), so it scales every coordinate of its own row.")
     want = _ct_target(x_s, eps, s, sp)
     if close(got, want):
         return True, ("the clean estimate is exactly x0, so the step lands on (1 - s') x0 + s' eps, the same pair's "
@@ -72,6 +80,12 @@ def check_ct_target(fn: Any) -> tuple[bool, str]:
                        "scaled down, by alpha_{s'} = 1 - s'.")
     if close(a, (1 - SP) * x0_hat + S * eps):
         return False, "the noise is put back at the old level s; at time s' it enters with sigma_{s'} = s'."
+    if close(a, x0_hat):
+        return False, ("you returned the clean estimate itself (the point at time 0): the target is one notch less "
+                       "noisy, at time s', so put the noise back at that level.")
+    if close(a, (1 - SP) * (x_s - S * eps / (1 - S)) + SP * eps):
+        return False, ("a precedence slip: only the noise term was divided by alpha_s = 1 - s. Subtract the noise "
+                       "first and divide the whole difference x_s - s eps by 1 - s (brackets around the difference).")
     return False, f"expected {fmt(want)}, got {fmt(got)}."
 
 

@@ -302,7 +302,8 @@ class GuidedUNetStudent(_OmegaConditioned, nn.Module):
 
 
 # -- score distillation (VSD / DMD, SDS) ----------------------------------------------------------------
-def vsd_direction(fake: Model, real: Model, x_t: torch.Tensor, t: Any, weight: str = "x0") -> torch.Tensor:
+def vsd_direction(fake: Model, real: Model, x_t: torch.Tensor, t: Any, weight: str = "x0", c: Any = None
+                  ) -> torch.Tensor:
     """The VSD gradient direction w(t) alpha_t (s_fake(x_t) - s_real(x_t)) per sample (§10.2.1, Prop.), (B, *D).
 
     The generator's gradient is E[direction^T dG/dtheta].  The weight w(t) is a choice:
@@ -310,13 +311,14 @@ def vsd_direction(fake: Model, real: Model, x_t: torch.Tensor, t: Any, weight: s
              noise levels, where both denoisers return their distribution's mean, weigh the most);
       "eps": w = sigma_t/alpha_t, the direction becomes eps_real(x_t) - eps_fake(x_t) (ProlificDreamer's and
              DreamFusion's form with weight 1; low noise levels weigh the most).
+    c: labels passed to both scores (a label-conditional generator matches each class's distribution).
     """
     check_choice(weight, ("x0", "eps"), "weight")
     t_ = as_time(t)
     with torch.no_grad():
         if weight == "x0":
-            return fake.predict(x_t, t_, "x0") - real.predict(x_t, t_, "x0")
-        return real.predict(x_t, t_, "eps") - fake.predict(x_t, t_, "eps")
+            return fake.predict(x_t, t_, "x0", c) - real.predict(x_t, t_, "x0", c)
+        return real.predict(x_t, t_, "eps", c) - fake.predict(x_t, t_, "eps", c)
 
 
 def sds_direction(real: Model, x_t: torch.Tensor, t: Any, eps: torch.Tensor, weight: str = "eps") -> torch.Tensor:

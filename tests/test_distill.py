@@ -149,6 +149,18 @@ def test_the_two_weights_are_the_score_difference_rescaled_and_sds_is_the_dirac_
     assert torch.allclose(distill.sds_direction(real, x_t, t, e, weight="x0"), G - real.predict(x_t, t, "x0"), atol=1e-12)
 
 
+def test_vsd_direction_passes_the_labels_to_both_scores():
+    """A label-conditional generator: fake = the class-conditional mixture, real = its CFG at omega 2 (exact)."""
+    sched, mix = SCHEDULES["vp"], dl.datasets.eight_gaussians_mixture()
+    fake = mix.model(sched)
+    real = dl.guidance.CFG(fake, 2.0, mix.n_classes)
+    x_t, t, c = _x(16, seed=11), torch.full((16,), 0.5, dtype=D64), torch.arange(16) % 8
+    d = distill.vsd_direction(fake, real, x_t, t, "x0", c)
+    assert torch.allclose(d, fake.predict(x_t, t, "x0", c) - real.predict(x_t, t, "x0", c), atol=1e-12)
+    assert (d - distill.vsd_direction(fake, real, x_t, t, "x0", (c + 1) % 8)).abs().max() > 1e-2
+    assert distill.vsd_direction(fake, fake, x_t, t, "eps", c).abs().max() == 0
+
+
 def test_one_step_generator_runs_in_the_sampling_driver_with_one_evaluation():
     gen = distill.OneStepGenerator(SCHEDULES["vp"]).double()
     z = _x(10, seed=11)

@@ -8,16 +8,17 @@ import torch
 import dpm_lab as dl
 from dpm_lab.recipes import distill as rd
 
-NAMES = ["kd_moons", "kd_8g_to_moons", "pd_moons", "pd_8g_to_moons", "vsd_moons", "vsd_8g", "vsd_8g_small_t",
-         "sds_8g", "gpd_8g"]
-IMAGE_NAMES = ["kd_mnist5k", "pd_mnist5k_4", "pd_mnist5k_2", "pd_mnist5k_1", "gpd_mnist5k"]
+NAMES = ["kd_moons", "kd_8g_to_moons", "pd_moons", "pd_8g_to_moons", "vsd_moons", "vsd_8g_to_moons", "vsd_8g",
+         "vsd_8g_small_t", "sds_8g", "gpd_8g"]
+IMAGE_NAMES = ["kd_mnist5k", "pd_mnist5k_4", "pd_mnist5k_2", "pd_mnist5k_1", "gpd_mnist5k", "vsd_mnist5k"]
 
 
 def test_recipes_are_registered_and_checkpoints_are_small():
     manifest = dl.store.read_manifest(dl.store.zoo_dir())
     for name in NAMES + IMAGE_NAMES:
         assert dl.zoo.get(name).builder == rd.BUILDER
-        assert manifest[name]["bytes"] < (1_000_000 if name in NAMES else 2_500_000), name
+        limit = 1_000_000 if name in NAMES else 4_500_000 if name == "vsd_mnist5k" else 2_500_000   # + its fake score
+        assert manifest[name]["bytes"] < limit, name
         assert manifest[name].get("train_cpu_seconds", 0) < 15 * 60 or name in NAMES, name
 
 
@@ -50,7 +51,8 @@ def test_few_step_entries_cover_both_data_sets_and_refuse_other_nfe():
     entries = [e for e in rd.few_step_entries() if e["data"] != "mnist5k"]
     assert {e["data"] for e in entries} == {"moons", "8g_to_moons"}
     assert {(e["data"], e["method"]) for e in entries} >= {("moons", "KD"), ("moons", "PD"), ("8g_to_moons", "KD"),
-                                                          ("8g_to_moons", "PD"), ("moons", "VSD/DMD")}
+                                                          ("8g_to_moons", "PD"), ("moons", "VSD/DMD"),
+                                                          ("8g_to_moons", "VSD (8g source)")}
     for e in entries:
         assert e["train_s"] > 0
         nfes = (1, 2, 4) if e["method"] == "PD" else (1,)
@@ -84,7 +86,8 @@ def test_guided_student_is_closer_to_cfg_than_the_plain_conditional_model():
 
 def test_image_entries_sample_digits_of_the_requested_labels_and_refuse_other_nfe():
     entries = {e["method"]: e for e in rd.few_step_entries() if e["data"] == "mnist5k"}
-    assert set(entries) == {"KD", "PD (DDIM on its grid)", "guided PD st. 1 (DPM-Solver++(2M), 1 call/NFE)"}
+    assert set(entries) == {"KD", "PD (DDIM on its grid)", "guided PD st. 1 (DPM-Solver++(2M), 1 call/NFE)",
+                            "VSD/DMD (+ regression)"}
     assert entries["PD (DDIM on its grid)"]["nfes"] == (1, 2, 4)
     labels = torch.tensor([3, 1, 4, 1])
     for e in entries.values():
@@ -128,6 +131,8 @@ def test_every_trainer_runs_a_few_steps(name):
         spec["n_pairs"] = 64 if name in NAMES else 8
     if "teacher_nfe" in spec:
         spec["teacher_nfe"] = 2
+    if name == "vsd_mnist5k":
+        spec.update(batch=4, fake_warmup=1, reg_batch=2)
     r2 = dataclasses.replace(r, spec=spec)
     model = r2.new_model()
     info = r2.trainer(model, r2, device="cpu", progress=False)
@@ -149,3 +154,41 @@ def test_digit_pd_students_are_closer_to_the_guided_teachers_map_than_its_own_dd
     for n in (4, 2, 1):
         assert err(run(dl.zoo.load(f"pd_mnist5k_{n}"), n)) < 0.8 * err(run(field, n)), n
     assert err(rd.kd_image_map(dl.zoo.load("kd_mnist5k"), z, labels)) < 0.7 * err(run(field, 1))
+
+
+def test_vsd_generator_draws_its_input_from_the_eight_gaussians():
+    spec = dl.zoo.get("vsd_8g_to_moons").spec
+    z = rd._gen_input(spec, 4000, torch.Generator().manual_seed(8))
+    ref = dl.datasets.sample_2d("eight_gaussians", 4000, generator=torch.Generator().manual_seed(8)).float()
+    assert torch.equal(z, ref)
+    assert torch.equal(rd._gen_input(dl.zoo.get("vsd_moons").spec, 5, torch.Generator().manual_seed(8)),
+                       torch.randn(5, 2, generator=torch.Generator().manual_seed(8)))   # vsd_moons unchanged
+
+
+def test_digit_vsd_fake_and_generator_steps_each_change_only_their_own_parameters():
+    r = dl.zoo.get("vsd_mnist5k")
+    spec = {**r.spec, "reg_batch": 2}
+    model = r.new_model()
+    fake_loss = dl.zoo.get(rd.IMAGE_TEACHER).loss(dl.zoo.get(rd.IMAGE_TEACHER).spec)
+    opt_g = torch.optim.Adam(model.generator.parameters(), lr=1e-3)
+    opt_f = torch.optim.Adam(model.fake.parameters(), lr=1e-3)
+    g, c = torch.Generator().manual_seed(9), torch.tensor([0, 7])
+    z = torch.randn(2, 1, 28, 28, generator=g)
+    pairs = (z, torch.zeros_like(z), c)
+    real = dl.zoo.load(rd.IMAGE_TEACHER)
+
+    def params():
+        return ([p.detach().clone() for p in model.generator.parameters()],
+                [p.detach().clone() for p in model.fake.parameters()])
+
+    def changed(before, after):
+        return any(not torch.equal(a, b) for a, b in zip(before, after))
+
+    gen0, fake0 = params()
+    x = rd._vsd_image_gen_step(model, opt_g, real, z, c, g, spec, pairs)
+    gen1, fake1 = params()
+    assert changed(gen0, gen1) and not changed(fake0, fake1)
+    rd._vsd_image_fake_step(model, opt_f, fake_loss, x, c, g)
+    gen2, fake2 = params()
+    assert changed(fake1, fake2) and not changed(gen1, gen2)
+    assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in real.parameters())   # the teacher stays

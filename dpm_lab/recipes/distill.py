@@ -13,10 +13,15 @@ Names:
     kd_moons, kd_8g_to_moons      knowledge distillation: one-step student on 20000 (x_T, teacher endpoint) pairs
     pd_moons, pd_8g_to_moons      progressive distillation 64 -> 32 -> ... -> 1 steps, each round warm-started
     vsd_moons                     VSD/DMD one-step generator against moons_vp_x0 (fake score from the teacher)
+    vsd_8g_to_moons               the same with the generator's input drawn from the eight Gaussians (the
+                                  8g_to_moons source): VSD needs only the target's noised score, not a flow teacher
     vsd_8g, vsd_8g_small_t, sds_8g   one-step generators on the exact eight Gaussians, all started on ONE mode:
                                   VSD over t in [0.02, 0.98], VSD over t in [0.02, 0.1] only (reverse KL at
                                   low noise: the intervention), and SDS (Dirac generator, no fake score)
     gpd_8g                        guided PD stage 1: an omega-conditioned student of 8g_cond's CFG, omega in [1, 4]
+    kd_mnist5k, pd_mnist5k_4/2/1, gpd_mnist5k, vsd_mnist5k   the digit students of CFG(mnist5k_cond, omega 2);
+                                  vsd_mnist5k: a one-step G(z, c) started from gpd_mnist5k at t = 1, trained by
+                                  the VSD/DMD direction against a fake score plus DMD's regression on cached pairs
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from ..zoo import Recipe, register
 
 __all__ = ["BUILDER", "PDRounds", "ScoreDistilled", "DISTILL_RECIPES", "retrain", "teacher_noise", "few_step_entries",
            "SNAP_TIMES", "N_TEACHER", "image_entries", "image_teacher_field", "image_teacher_endpoints", "kd_image_map",
-           "image_pd_grid", "IMAGE_TEACHER", "IMAGE_OMEGA", "IMAGE_NULL", "IMAGE_N_TEACHER"]
+           "image_pd_grid", "ImageScoreDistilled", "IMAGE_TEACHER", "IMAGE_OMEGA", "IMAGE_NULL", "IMAGE_N_TEACHER"]
 
 BUILDER = "distill/1"
 N_TEACHER = 64                     # the teacher's DDIM steps every flow-map student distils
@@ -204,6 +209,14 @@ def _snapshot(model: ScoreDistilled, i: int, step: int, z_snap: torch.Tensor) ->
                 model.snap_fake[i, j] = model.fake.predict(pts, t, "score")
 
 
+def _gen_input(spec: dict, n: int, g: torch.Generator) -> torch.Tensor:
+    """The generator's input z: N(0, I), or draws of spec["source"] (its input law is free: VSD only needs the
+    target's noised score, from the real-score teacher, so a generator may start from the eight Gaussians)."""
+    if spec.get("source"):
+        return datasets.sample_2d(spec["source"], n, generator=g).float()
+    return randn((n, 2), generator=g)
+
+
 def _sd_trainer(model: ScoreDistilled, recipe: Recipe, *, device, progress: bool) -> dict:
     spec, real = recipe.spec, _teacher(recipe.spec)
     sched = model.generator.schedule
@@ -215,7 +228,7 @@ def _sd_trainer(model: ScoreDistilled, recipe: Recipe, *, device, progress: bool
         fake_loss = losses.DiffusionLoss(sched, model.fake.kind, weighting="edm" if model.fake.kind == "x0" else "none",
                                          p_time=losses.TimeDist("uniform", t_min=1e-3, t_max=1.0))
         opt_f = torch.optim.Adam(model.fake.parameters(), lr=spec["lr_fake"])
-    z_snap = randn((_SNAP_N, 2), generator=torch.Generator().manual_seed(7))
+    z_snap = _gen_input(spec, _SNAP_N, torch.Generator().manual_seed(7))
     steps, B, (t_lo, t_hi) = spec["steps"], spec["batch"], spec["t_range"]
     at = set(round(k * steps / (spec["snapshots"] - 1)) for k in range(spec["snapshots"]))
     bar = None
@@ -235,14 +248,14 @@ def _sd_trainer(model: ScoreDistilled, recipe: Recipe, *, device, progress: bool
                 grp["lr"] = spec["lr_fake"] * rate
             for _ in range(spec["fake_updates"]):
                 with torch.no_grad():
-                    x = model.generator(randn((B, 2), generator=g))
+                    x = model.generator(_gen_input(spec, B, g))
                 lf = fake_loss(model.fake, x, generator=g).mean()
                 opt_f.zero_grad()
                 lf.backward()
                 opt_f.step()
         for grp in opt_g.param_groups:
             grp["lr"] = spec["lr"] * rate
-        x = model.generator(randn((B, 2), generator=g))
+        x = model.generator(_gen_input(spec, B, g))
         t = t_lo + (t_hi - t_lo) * torch.rand(B, generator=g, dtype=torch.float64)
         co = sched.coeffs(t)
         eps = randn((B, 2), generator=g)
@@ -422,6 +435,103 @@ def _gpd_image_trainer(model: distill.GuidedUNetStudent, recipe: Recipe, *, devi
     return {"final_loss": round(recs[-1].ema_loss, 5)}
 
 
+# -- VSD/DMD one-step generator on MNIST-5k ------------------------------------------------------------------------
+class ImageScoreDistilled(nn.Module):
+    """A label-conditional one-step generator G(z, c) of CFG(mnist5k_cond, 2) with its fake score (§10.2).
+
+    generator: distill.GuidedUNetStudent started from gpd_mnist5k (the guided teacher in one call); its map is
+    G(z, c) = x0-prediction at t = 1 from z at omega = IMAGE_OMEGA (one network call).  fake: a copy of the
+    teacher's network, trained by denoising on the generator's samples with the same labels.
+    """
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self.generator = _gpd_image_model(zoo.get(spec["generator_init"]).spec)
+        self.fake = zoo.get(IMAGE_TEACHER).new_model()
+
+    def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """G(z, c) = x0_theta(z, t = 1, c, omega = 2): ONE network evaluation (differentiable)."""
+        return self.generator.at(IMAGE_OMEGA).predict(z, 1.0, "x0", labels)
+
+    def sample(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.generate(z, labels).clamp(-1, 1)
+
+
+def _vsd_image_fake_step(model: ImageScoreDistilled, opt_f, fake_loss, x: torch.Tensor, c: torch.Tensor, g) -> float:
+    """One denoising step of the fake score on the generator's (detached) samples x with labels c."""
+    lf = fake_loss(model.fake, x.detach(), c, generator=g).mean()
+    opt_f.zero_grad()
+    lf.backward()
+    opt_f.step()
+    return lf.item()
+
+
+def _vsd_image_gen_step(model: ImageScoreDistilled, opt_g, real, z, c, g, spec: dict, pairs=None) -> torch.Tensor:
+    """One generator step: the VSD/DMD direction x0_fake - x0_real at a random t (§10.2.1, DMD's weight), plus
+    (if spec["reg_weight"] > 0) DMD's regression ||G(z_k) - teacher endpoint_k||^2 on cached pairs.  Returns G(z, c)."""
+    sched = model.fake.schedule
+    x = model.generate(z, c)
+    B = x.shape[0]
+    t_lo, t_hi = spec["t_range"]
+    t = t_lo + (t_hi - t_lo) * torch.rand(B, generator=g, dtype=torch.float64)
+    co = sched.coeffs(t)
+    x_t = (co.alpha.float()[:, None, None, None] * x.detach()
+           + co.sigma.float()[:, None, None, None] * randn(x.shape, generator=g))
+    d = distill.vsd_direction(model.fake, real, x_t, t, "x0", c)
+    loss = distill.distribution_matching_loss(x, d)
+    if pairs is not None and spec["reg_weight"] > 0:
+        zr, yr, cr = pairs
+        k = torch.randint(0, zr.shape[0], (spec["reg_batch"],), generator=g)
+        loss = loss + spec["reg_weight"] * ((model.generate(zr[k], cr[k]) - yr[k]) ** 2).flatten(1).sum(1).mean()
+    opt_g.zero_grad()
+    loss.backward()
+    opt_g.step()
+    return x
+
+
+def _vsd_image_trainer(model: ImageScoreDistilled, recipe: Recipe, *, device, progress: bool) -> dict:
+    spec = recipe.spec
+    model.generator.load_state_dict(zoo.load(spec["generator_init"]).state_dict())
+    model.fake.load_state_dict(zoo.load(IMAGE_TEACHER).state_dict())
+    real = image_teacher_field()
+    g = torch.Generator().manual_seed(spec["seed"] + 1000)
+    pairs = None
+    if spec["reg_weight"] > 0:                       # DMD's regression set: (z, guided teacher endpoint, label)
+        zr, cr = randn((spec["n_pairs"], *IMAGE_SHAPE), generator=g), torch.arange(spec["n_pairs"]) % 10
+        pairs = (zr, image_teacher_endpoints(zr, cr, spec["teacher_nfe"]), cr)
+    fake_loss = zoo.get(IMAGE_TEACHER).loss(zoo.get(IMAGE_TEACHER).spec)
+    opt_g = torch.optim.Adam(model.generator.parameters(), lr=spec["lr"])
+    opt_f = torch.optim.Adam(model.fake.parameters(), lr=spec["lr_fake"])
+    B, steps, warm = spec["batch"], spec["steps"], spec["fake_warmup"]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=warm + steps, desc=f"VSD/DMD {recipe.name}")
+    for _ in range(warm):                            # the fake score first learns the initial generator's law
+        c = torch.randint(0, 10, (B,), generator=g)
+        with torch.no_grad():
+            x = model.generate(randn((B, *IMAGE_SHAPE), generator=g), c)
+        _vsd_image_fake_step(model, opt_f, fake_loss, x, c, g)
+        if bar is not None:
+            bar.update(1)
+    lf = 0.0
+    for step in range(steps):
+        rate = lr_at(step, steps, 1.0, "cosine")
+        for opt, lr in ((opt_g, spec["lr"]), (opt_f, spec["lr_fake"])):
+            for grp in opt.param_groups:
+                grp["lr"] = lr * rate
+        c = torch.randint(0, 10, (B,), generator=g)
+        x = _vsd_image_gen_step(model, opt_g, real, randn((B, *IMAGE_SHAPE), generator=g), c, g, spec, pairs)
+        lf = _vsd_image_fake_step(model, opt_f, fake_loss, x, c, g)     # then the fake follows the new samples
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return {"final_loss": round(lf, 5)}
+
+
 def _register_images() -> list[Recipe]:
     img = {"batch": 32, "lr_schedule": "cosine", "clip": 1.0, "warmup": 20}
     out = [register(Recipe(
@@ -447,6 +557,15 @@ def _register_images() -> list[Recipe]:
         _gpd_image_model, _nodata, _noloss, shape=IMAGE_SHAPE, n_classes=10, trainer=_gpd_image_trainer,
         description="guided PD stage 1 on MNIST-5k: an omega-conditioned U-Net (UNet.grow) of mnist5k_cond's CFG, "
                     "omega in [1, 4], one evaluation per step")))
+    out.append(register(Recipe(
+        "vsd_mnist5k", BUILDER, {"kind": "vsd_image", "teacher": IMAGE_TEACHER, "omega": IMAGE_OMEGA,
+                                 "generator_init": "gpd_mnist5k", "t_range": [0.02, 0.98], "batch": 32,
+                                 "steps": 800, "fake_warmup": 40, "lr": 3e-5, "lr_fake": 1e-4,
+                                 "reg_weight": 0.25, "reg_batch": 16, "n_pairs": 256, "teacher_nfe": IMAGE_KD_NFE,
+                                 "seed": 0},
+        ImageScoreDistilled, _nodata, _noloss, shape=IMAGE_SHAPE, n_classes=10, trainer=_vsd_image_trainer,
+        description="VSD/DMD one-step generator G(z, c) of CFG(mnist5k_cond, omega 2), started from gpd_mnist5k at "
+                    "t = 1; fake score a copy of mnist5k_cond on its samples; DMD regression on 256 cached pairs")))
     return out
 
 
@@ -481,6 +600,13 @@ def _register_all() -> list[Recipe]:
                                "fake_init": "moons_vp_x0", "t_range": [0.02, 0.98], "init_center": None, "weight": "x0"},
         ScoreDistilled, _nodata, _noloss, shape=(2,), trainer=_sd_trainer,
         description="VSD/DMD one-step generator against moons_vp_x0, fake score initialised from it")))
+    out.append(register(Recipe(
+        "vsd_8g_to_moons", BUILDER, {**sd, "steps": 3000, "kind": "sd", "method": "VSD/DMD", "teacher": "moons_vp_x0",
+                                     "fake_init": "moons_vp_x0", "t_range": [0.02, 0.98], "init_center": None,
+                                     "weight": "x0", "source": "eight_gaussians"},
+        ScoreDistilled, _nodata, _noloss, shape=(2,), trainer=_sd_trainer,
+        description="VSD/DMD one-step generator from eight-Gaussian draws to moons: real score moons_vp_x0, "
+                    "fake score initialised from it")))
     for name, method, t_range, weight, what in (
             ("vsd_8g", "VSD/DMD", [0.02, 0.98], "x0", "VSD/DMD over t in [0.02, 0.98]"),
             ("vsd_8g_small_t", "VSD/DMD", [0.02, 0.1], "x0", "VSD/DMD at low noise only, t in [0.02, 0.1]"),
@@ -544,6 +670,7 @@ def few_step_entries() -> list[dict]:
             m, z, distill.pd_grid(m.schedule, N_TEACHER, 1), "ddim"), (1,)))
         out.append(_entry(data, "PD", f"pd_{data}", lambda m, z, nfe: m.sample(z, nfe), (1, 2, 4)))
     out.append(_entry("moons", "VSD/DMD", "vsd_moons", lambda m, z, nfe: m.sample(z), (1,)))
+    out.append(_entry("8g_to_moons", "VSD (8g source)", "vsd_8g_to_moons", lambda m, z, nfe: m.sample(z), (1,)))
     return out + image_entries()
 
 
@@ -583,6 +710,8 @@ def image_entries() -> list[dict]:
     if pd:
         out.append(_image_entry("PD (DDIM on its grid)", pd,
                                 lambda m, z, nfe, c: samplers.solve(m, z, image_pd_grid(nfe), "ddim", c=c)))
+    if "vsd_mnist5k" in built:
+        out.append(_image_entry("VSD/DMD (+ regression)", {1: "vsd_mnist5k"}, lambda m, z, nfe, c: m.sample(z, c)))
     if "gpd_mnist5k" in built:
         out.append(_image_entry("guided PD st. 1 (DPM-Solver++(2M), 1 call/NFE)", dict.fromkeys(GPD_NFES, "gpd_mnist5k"),
                                 lambda m, z, nfe, c: samplers.solve(m.at(IMAGE_OMEGA), z, nfe=nfe, method="dpmpp_2m",

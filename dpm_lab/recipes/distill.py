@@ -601,7 +601,7 @@ def _register_all() -> list[Recipe]:
         ScoreDistilled, _nodata, _noloss, shape=(2,), trainer=_sd_trainer,
         description="VSD/DMD one-step generator against moons_vp_x0, fake score initialised from it")))
     out.append(register(Recipe(
-        "vsd_8g_to_moons", BUILDER, {**sd, "steps": 3000, "kind": "sd", "method": "VSD/DMD", "teacher": "moons_vp_x0",
+        "vsd_8g_to_moons", BUILDER, {**sd, "steps": 12000, "kind": "sd", "method": "VSD/DMD", "teacher": "moons_vp_x0",
                                      "fake_init": "moons_vp_x0", "t_range": [0.02, 0.98], "init_center": None,
                                      "weight": "x0", "source": "eight_gaussians"},
         ScoreDistilled, _nodata, _noloss, shape=(2,), trainer=_sd_trainer,

@@ -192,3 +192,25 @@ def test_digit_vsd_fake_and_generator_steps_each_change_only_their_own_parameter
     gen2, fake2 = params()
     assert changed(fake1, fake2) and not changed(gen1, gen2)
     assert not any(p.grad is not None and p.grad.abs().sum() > 0 for p in real.parameters())   # the teacher stays
+
+
+@torch.no_grad()
+def test_digit_vsd_generator_grew_the_spread_its_start_lacks():
+    """The start (gpd_mnist5k's x0 at t = 1, alpha_1 ~ 0.007) is nearly the class's mean digit; training spreads it."""
+    z = torch.randn(40, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    c = torch.full((40,), 3)
+    x = dl.zoo.load("vsd_mnist5k").sample(z, c)
+    start = dl.zoo.load("gpd_mnist5k").at(rd.IMAGE_OMEGA).predict(z, 1.0, "x0", c).clamp(-1, 1)
+    assert float(x.std(0).mean()) > 4 * float(start.std(0).mean())
+    labels = torch.arange(50) % 10
+    x = dl.zoo.load("vsd_mnist5k").sample(torch.randn(50, 1, 28, 28, generator=torch.Generator().manual_seed(4)), labels)
+    assert dl.digit_eval.evaluate(x, labels, verbose=False)["conditional_accuracy"] >= 0.9
+
+
+@torch.no_grad()
+def test_vsd_from_the_eight_gaussians_lands_on_moons():
+    e = next(e for e in rd.few_step_entries() if e["method"] == "VSD (8g source)")
+    x = e["sample"](1000, 1, torch.Generator().manual_seed(2))
+    ref = dl.datasets.sample_2d("moons", 1000, generator=torch.Generator().manual_seed(1)).float()
+    src = rd.teacher_noise("8g_to_moons", 1000, generator=torch.Generator().manual_seed(2))
+    assert dl.metrics.w2_exact(x, ref) < 0.5 < dl.metrics.w2_exact(src, ref)

@@ -73,6 +73,14 @@ def _rmse(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float((x - ref).pow(2).sum(-1).mean().sqrt())
 
 
+
+def _density_backdrop(ax, density, lim: float) -> None:
+    """The mixture's density in grey behind a square, equal-aspect [-lim, lim]^2 panel (SolverLab, EtaExplorer)."""
+    ax.imshow(density, origin="lower", extent=(-lim, lim, -lim, lim), cmap="Greys", alpha=0.6, interpolation="bilinear")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal", adjustable="box")
+
 class SolverLab(Explorer):
     """Solver error against NFE on exact mixture fields (§9.2-9.6).
 
@@ -155,12 +163,8 @@ class SolverLab(Explorer):
         ax_err.set_ylabel("RMSE at t_min vs exact flow map", fontsize=8)
         ax_err.legend(fontsize=7, loc="lower left")
         ax_err.set_title("error against NFE (log-log)", fontsize=9)
-        ext = (-self._lim, self._lim, -self._lim, self._lim)
         for ax in (ax_path, ax_end):
-            ax.imshow(self._density, origin="lower", extent=ext, cmap="Greys", alpha=0.6, interpolation="bilinear")
-            ax.set_xlim(-self._lim, self._lim)
-            ax.set_ylim(-self._lim, self._lim)
-            ax.set_aspect("equal", adjustable="box")
+            _density_backdrop(ax, self._density, self._lim)
             ax.tick_params(labelsize=7)
         ax_err.tick_params(labelsize=7)
         self._exact_lines = self.animated(LineCollection([], colors="0.2", linewidths=2.2, alpha=0.5, label="exact paths"))
@@ -477,12 +481,8 @@ class EtaExplorer(Explorer):
     def _setup(self) -> None:
         ax_path, ax_end, ax_w = self.fig.axes
         nan = [np.nan]
-        ext = (-self._lim, self._lim, -self._lim, self._lim)
         for ax in (ax_path, ax_end):
-            ax.imshow(self._density, origin="lower", extent=ext, cmap="Greys", alpha=0.6, interpolation="bilinear")
-            ax.set_xlim(-self._lim, self._lim)
-            ax.set_ylim(-self._lim, self._lim)
-            ax.set_aspect("equal", adjustable="box")
+            _density_backdrop(ax, self._density, self._lim)
         exact_lines = LineCollection(list(np.transpose(viz.to_numpy(self.exact_paths), (1, 0, 2))), colors="0.2",
                                      linewidths=2.2, alpha=0.5, label="exact PF-ODE paths")
         ax_path.add_collection(exact_lines)

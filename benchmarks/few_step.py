@@ -123,27 +123,34 @@ def target(data: str, n: int, g: torch.Generator) -> torch.Tensor:
     return dl.datasets.sample_2d("moons", n, generator=g).float()   # both data sets end at moons
 
 
-def image_rows(entries: list[dict], n: int, seed: int) -> list[dict]:
-    """FDD beside its floor and class accuracy for every MNIST-5k entry at its NFEs (n samples per cell)."""
-    labels, rows = image_labels(n), []
+def _cells(entries: list[dict], kinds: tuple[str, ...], n: int, seed: int, *extra):
+    """(entry, nfe, generator, samples, start time) for every entry of these data sets at each of its NFEs; the
+    generator, seeded per NFE, drew the samples and draws the cell's reference; an NFE the sampler refuses is skipped."""
     for e in entries:
-        if e["data"] not in IMAGE_DATA:
+        if e["data"] not in kinds:
             continue
         for nfe in e.get("nfes", NFES):
             gen = torch.Generator().manual_seed(seed + nfe)
             t0 = time.perf_counter()
             try:
-                x = e["sample"](n, nfe, gen, labels)
+                x = e["sample"](n, nfe, gen, *extra)
             except ValueError:
                 continue
-            r = dl.digit_eval.evaluate(x.float(), labels, generator=torch.Generator().manual_seed(seed), verbose=False)
-            rows.append({"data": e["data"], "method": e["method"], "nfe": nfe, "metric": "FDD",
-                         "value": round(r["fdd"], 3), "floor": round(r["fdd_floor"], 3),
-                         "ratio": round(r["fdd"] / r["fdd_floor"], 3), "accuracy": round(r["conditional_accuracy"], 3),
-                         "train_s": round(float(e.get("train_s", math.nan)), 1)})
-            print(f"{e['data']:12s} {e['method']:32s} NFE {nfe:3d}  FDD {r['fdd']:.2f}  ratio "
-                  f"{rows[-1]['ratio']:.2f}  acc {r['conditional_accuracy']:.3f}  ({time.perf_counter() - t0:.1f} s)",
-                  flush=True)
+            yield e, nfe, gen, x, t0
+
+
+def image_rows(entries: list[dict], n: int, seed: int) -> list[dict]:
+    """FDD beside its floor and class accuracy for every MNIST-5k entry at its NFEs (n samples per cell)."""
+    labels, rows = image_labels(n), []
+    for e, nfe, _, x, t0 in _cells(entries, IMAGE_DATA, n, seed, labels):
+        r = dl.digit_eval.evaluate(x.float(), labels, generator=torch.Generator().manual_seed(seed), verbose=False)
+        rows.append({"data": e["data"], "method": e["method"], "nfe": nfe, "metric": "FDD",
+                     "value": round(r["fdd"], 3), "floor": round(r["fdd_floor"], 3),
+                     "ratio": round(r["fdd"] / r["fdd_floor"], 3), "accuracy": round(r["conditional_accuracy"], 3),
+                     "train_s": round(float(e.get("train_s", math.nan)), 1)})
+        print(f"{e['data']:12s} {e['method']:32s} NFE {nfe:3d}  FDD {r['fdd']:.2f}  ratio "
+              f"{rows[-1]['ratio']:.2f}  acc {r['conditional_accuracy']:.3f}  ({time.perf_counter() - t0:.1f} s)",
+              flush=True)
     return rows
 
 
@@ -159,22 +166,13 @@ def run_2d(entries: list[dict], n: int, repeats: int, seed: int) -> list[dict]:
                                    repeats=repeats, generator=g)
     floors = dict.fromkeys(DATA, moons_floor)         # both data sets end at moons: one floor
     rows = []
-    for e in entries:
-        if e["data"] not in DATA:
-            continue
-        for nfe in e.get("nfes", NFES):
-            gen = torch.Generator().manual_seed(seed + nfe)
-            t0 = time.perf_counter()
-            try:
-                x = e["sample"](n, nfe, gen)
-            except ValueError:
-                continue
-            w2 = dl.metrics.w2_exact(x.float(), target(e["data"], n, gen))
-            rows.append({"data": e["data"], "method": e["method"], "nfe": nfe, "metric": "W2", "value": round(w2, 4),
-                         "floor": round(floors[e["data"]], 4), "ratio": round(w2 / floors[e["data"]], 3),
-                         "accuracy": "", "train_s": round(float(e.get("train_s", math.nan)), 1)})
-            print(f"{e['data']:12s} {e['method']:32s} NFE {nfe:3d}  W2 {w2:.3f}  ratio {w2 / floors[e['data']]:.2f}  "
-                  f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    for e, nfe, gen, x, t0 in _cells(entries, DATA, n, seed):
+        w2 = dl.metrics.w2_exact(x.float(), target(e["data"], n, gen))
+        rows.append({"data": e["data"], "method": e["method"], "nfe": nfe, "metric": "W2", "value": round(w2, 4),
+                     "floor": round(floors[e["data"]], 4), "ratio": round(w2 / floors[e["data"]], 3),
+                     "accuracy": "", "train_s": round(float(e.get("train_s", math.nan)), 1)})
+        print(f"{e['data']:12s} {e['method']:32s} NFE {nfe:3d}  W2 {w2:.3f}  ratio {w2 / floors[e['data']]:.2f}  "
+              f"({time.perf_counter() - t0:.1f} s)", flush=True)
     return rows
 
 
